@@ -1,0 +1,25 @@
+"""Exceptions the core raises; only the CLI turns them into exit codes."""
+
+
+class BenchError(Exception):
+    """Base of every error benchrunner raises on purpose."""
+
+    exit_code = 1
+
+
+class UserError(BenchError):
+    """Bad input (suite file, CLI value, missing folder): exit code 2."""
+
+    exit_code = 2
+
+
+class LockedError(BenchError):
+    """Another process holds the lock: exit code 3."""
+
+    exit_code = 3
+
+
+class NotifyError(BenchError):
+    """A notification (Slack) failed for good: exit code 4."""
+
+    exit_code = 4
