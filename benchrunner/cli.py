@@ -1,0 +1,133 @@
+"""The ``bench`` command: parse, call the core, print, choose the exit code.
+
+Exit codes: 0 ok, 1 regression or budget breach, 2 bad input, 3 locked, 4 notification
+failed, 130/143 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from .errors import BenchError, UserError
+
+
+def _fail_cleanly(fn):
+    """Turn the core's errors into one line on stderr and their exit code (no traceback)."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BenchError as exc:
+            click.echo(f"bench: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("bench: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _number_list(option: str, text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"{option}: {text!r} is not a comma-separated list of seconds (expected e.g. 5,30,60)") from None
+
+
+def _parse_set(items: tuple[str, ...]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set: {item!r} is not KEY=VALUE (expected e.g. chunk.window_s=5)")
+        try:
+            overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
+def suite_overrides(lengths, modes, repeats, warmup, device, timeout, memory_limit_gb, set_items) -> dict:
+    overrides = _parse_set(set_items)
+    named = {
+        "clip_lengths_s": _number_list("--lengths", lengths),
+        "modes": [m.strip() for m in modes.split(",") if m.strip()] if modes else None,
+        "repeats": repeats, "warmup": warmup, "device": device, "timeout_s": timeout,
+        "memory_limit_gb": memory_limit_gb,
+    }
+    overrides.update({k: v for k, v in named.items() if v is not None})
+    return overrides
+
+
+@click.group()
+@click.version_option(package_name="benchrunner")
+def main() -> None:
+    """Benchmark multi-stage torch inference pipelines."""
+
+
+@main.command()
+@click.argument("suite_file", type=click.Path(path_type=Path))
+@click.option("--lengths", help="Clip lengths in seconds, e.g. 5,30,60.")
+@click.option("--modes", help="Modes, e.g. single,chunked,hybrid@32.")
+@click.option("--repeats", type=int, help="Measured repeats per case.")
+@click.option("--warmup", type=int, help="Warm-up calls per case (not recorded).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where the pipeline runs.")
+@click.option("--timeout", type=float, help="Per-case timeout in seconds.")
+@click.option("--memory-limit-gb", type=float, help="Per-case memory limit of the worker.")
+@click.option("--variants", help="Only these variants, e.g. fp32,bf16.")
+@click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
+              help="Override any suite field, e.g. --set chunk.window_s=5 (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder for run folders (default: the suite's results_dir).")
+@_fail_cleanly
+def run(suite_file, lengths, modes, repeats, warmup, device, timeout, memory_limit_gb, variants, set_items, out):
+    """Sweep clip lengths x modes x variants of SUITE_FILE and write samples.csv, summary.csv
+    and manifest.json into a new run folder."""
+    from .progress import ProgressPrinter
+    from .runner import run_suite
+    from .suite import load_suite
+
+    overrides = suite_overrides(lengths, modes, repeats, warmup, device, timeout, memory_limit_gb, set_items)
+    suite = load_suite(suite_file, overrides)
+    if variants:
+        suite = _only_variants(suite, variants)
+    with ProgressPrinter() as progress:
+        result = run_suite(suite, out_dir=out, argv=sys.argv, on_event=progress.handle)
+    click.echo(f"samples:  {result.run_dir / 'samples.csv'}")
+    click.echo(f"summary:  {result.run_dir / 'summary.csv'}")
+    click.echo(f"manifest: {result.run_dir / 'manifest.json'}")
+
+
+def _only_variants(suite, names: str):
+    from dataclasses import replace
+
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in suite.variants]
+    if unknown:
+        raise UserError(f"--variants: {unknown[0]!r} is not a variant of {suite.path} "
+                        f"(expected one of {', '.join(suite.variants)})")
+    return replace(suite, variants={n: suite.variants[n] for n in wanted})
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the environment as JSON.")
+@_fail_cleanly
+def env(as_json):
+    """Print the captured environment (what every run's manifest records)."""
+    from .measure.environment import capture_environment, environment_warnings, format_environment
+
+    captured = capture_environment(cwd=Path.cwd())
+    if as_json:
+        click.echo(json.dumps(captured, indent=2, sort_keys=True, default=str))
+        return
+    click.echo(format_environment(captured))
+    for warning in environment_warnings(captured):
+        click.echo(f"warning: {warning.message} (fix: {warning.fix})")

@@ -1,0 +1,123 @@
+"""Peak memory per repeat: the CUDA allocator (plus NVML's view of the process) or host RSS.
+
+On CPU the kernel's high-water mark of resident memory (``VmHWM``) is reset through
+``/proc/self/clear_refs`` before each repeat, so the peak is exact rather than sampled;
+the resident memory before the repeat is subtracted (``mem_source = rss_hwm``). Where
+that file is not writable, the sampler's RSS readings are used (``rss_sampled``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+SOURCE_CUDA = "cuda_allocator"
+SOURCE_RSS_HWM = "rss_hwm"
+SOURCE_RSS_SAMPLED = "rss_sampled"
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    peak_bytes: int | None
+    reserved_bytes: int | None
+    device_bytes: int | None
+    baseline_bytes: int | None
+    source: str
+
+
+def read_status_bytes(*keys: str) -> dict[str, int]:
+    """Fields of /proc/self/status in bytes (VmRSS, VmHWM, VmSize, ...)."""
+    values = {}
+    for line in _STATUS.read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in keys:
+            values[name] = int(rest.split()[0]) * 1024
+    return values
+
+
+def release_free_heap() -> None:
+    """Give memory that glibc's malloc holds but no longer uses back to the kernel
+    (``malloc_trim(0)``), so the next peak measures what a case needs, not what an
+    earlier case left resident. A no-op where libc has no malloc_trim."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def reset_rss_peak() -> bool:
+    try:
+        _CLEAR_REFS.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class CpuMemoryTracker:
+    """Peak RSS of this process during a repeat, minus its RSS just before."""
+
+    def __init__(self, sampled_peak: Callable[[], int | None] | None = None) -> None:
+        self._sampled_peak = sampled_peak
+        self._baseline = 0
+        self._exact = False
+
+    def begin(self) -> None:
+        release_free_heap()
+        self._exact = reset_rss_peak()
+        self._baseline = read_status_bytes("VmRSS")["VmRSS"]
+
+    def end(self) -> MemoryReading:
+        if self._exact:
+            peak = read_status_bytes("VmHWM")["VmHWM"]
+            return MemoryReading(max(0, peak - self._baseline), None, None, self._baseline, SOURCE_RSS_HWM)
+        sampled = self._sampled_peak() if self._sampled_peak else None
+        peak = None if sampled is None else max(0, sampled - self._baseline)
+        return MemoryReading(peak, None, None, self._baseline, SOURCE_RSS_SAMPLED)
+
+    def baseline_bytes(self) -> int:
+        return read_status_bytes("VmRSS")["VmRSS"]
+
+
+class CudaMemoryTracker:
+    """Peak allocated and reserved bytes from torch's allocator, reset before each repeat;
+    the process's device memory (CUDA context included) from NVML when available."""
+
+    def __init__(self, device: str, process_device_bytes: Callable[[], int | None] | None = None) -> None:
+        self._device = torch.device(device)
+        self._process_device_bytes = process_device_bytes
+        self._baseline = 0
+
+    def begin(self) -> None:
+        torch.cuda.synchronize(self._device)
+        torch.cuda.reset_peak_memory_stats(self._device)
+        self._baseline = torch.cuda.memory_allocated(self._device)
+
+    def end(self) -> MemoryReading:
+        torch.cuda.synchronize(self._device)
+        device_bytes = self._process_device_bytes() if self._process_device_bytes else None
+        return MemoryReading(
+            peak_bytes=torch.cuda.max_memory_allocated(self._device),
+            reserved_bytes=torch.cuda.max_memory_reserved(self._device),
+            device_bytes=device_bytes,
+            baseline_bytes=self._baseline,
+            source=SOURCE_CUDA,
+        )
+
+    def baseline_bytes(self) -> int:
+        return torch.cuda.memory_allocated(self._device)

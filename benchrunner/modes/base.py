@@ -1,0 +1,92 @@
+"""What every execution mode shares: its spec, its result and running the stages once."""
+
+from __future__ import annotations
+
+import re
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from ..pipeline import Pipeline
+
+MODE_KINDS = ("single", "chunked", "hybrid")
+_MODE_PATTERN = re.compile(r"^(single|chunked|hybrid)(?:@(\d+(?:\.\d+)?))?$")
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """A mode as a suite names it: ``single``, ``chunked`` or ``hybrid@32``."""
+
+    kind: str
+    threshold_s: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}@{self.threshold_s:g}" if self.threshold_s is not None else self.kind
+
+
+def parse_mode(text: str) -> ModeSpec:
+    match = _MODE_PATTERN.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a mode (expected single, chunked, hybrid or hybrid@SECONDS)")
+    kind, threshold = match.group(1), match.group(2)
+    if threshold is not None and kind != "hybrid":
+        raise ValueError(f"{text!r}: only hybrid takes a threshold (expected e.g. hybrid@32)")
+    return ModeSpec(kind, float(threshold) if threshold is not None else None)
+
+
+class StageTimer(Protocol):
+    def measure(self, stage: str, label: str) -> AbstractContextManager: ...
+
+
+@dataclass
+class ChunkRecord:
+    """One row of the chunk table."""
+
+    index: int
+    start_s: float
+    end_s: float
+    state: str = "pending"  # pending | running | done | failed
+    attempts: int = 0
+    error: str = ""
+
+
+@dataclass
+class ModeResult:
+    output: Any
+    executed_as: str
+    chunks: int = 1
+    retries: int = 0
+    chunk_table: list[ChunkRecord] = field(default_factory=list)
+
+
+class StageFailed(Exception):
+    """A stage raised; carries the stage's name and the original exception."""
+
+    def __init__(self, stage: str, cause: BaseException):
+        super().__init__(f"{stage}: {type(cause).__name__}: {cause}")
+        self.stage = stage
+        self.cause = cause
+
+
+class ChunkFailed(Exception):
+    """A chunk failed after all its retries; ``kind`` is oom or error."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def run_stages(pipeline: Pipeline, value: Any, timer: StageTimer, label: str, suffix: str = "") -> Any:
+    """Run every stage in order, each timed and named ``<label>/<stage><suffix>`` for NVTX
+    (e.g. ``chunked/acoustic/chunk3``)."""
+    for stage in pipeline.stages:
+        with timer.measure(stage.name, f"{label}/{stage.name}{suffix}"):
+            try:
+                value = stage.fn(value)
+            except Exception as exc:
+                raise StageFailed(stage.name, exc) from exc
+    return value
+
+
+ModeRunner = Callable[[Pipeline, dict, float, StageTimer], ModeResult]

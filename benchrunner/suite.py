@@ -1,0 +1,281 @@
+"""Suite files (TOML): load, apply command-line overrides, validate into plain dataclasses.
+
+Every validation error is one line, ``FILE: field: what is wrong (expected ...)``, raised
+as :class:`UserError` before anything runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import UserError
+from .modes import ModeSpec, parse_mode
+
+DEFAULT_PIPELINE = "benchrunner.pipelines.reference:build"
+DEVICES = ("auto", "cpu", "cuda")
+BUDGET_METRICS = ("p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "peak_memory_gb",
+                  "throughput_clips_per_s", "failure_rate")
+
+
+@dataclass(frozen=True)
+class ChunkConfig:
+    window_s: float = 10.0
+    overlap_s: float = 1.0
+    max_retries: int = 2
+    batch: int = 1
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    enabled: bool = True
+    hz: float = 10.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A limit on one summary metric, optionally for one clip length and/or one mode.
+
+    The direction comes from the metric: throughput is a minimum, everything else a maximum.
+    """
+
+    metric: str
+    limit: float
+    clip_s: float | None = None
+    mode: str | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    pipeline: str
+    pipeline_args: dict[str, Any]
+    variants: dict[str, dict[str, Any]]
+    device: str
+    clip_lengths_s: list[float]
+    modes: list[ModeSpec]
+    chunk: ChunkConfig
+    repeats: int
+    warmup: int
+    timeout_s: float
+    memory_limit_gb: float | None
+    inputs: Path | None
+    seed: int
+    sampler: SamplerConfig
+    budgets: list[Budget]
+    results_dir: Path
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def variant_args(self, variant: str) -> dict[str, Any]:
+        return {**self.pipeline_args, **self.variants[variant]}
+
+
+# -- small typed readers: each returns the value or raises the one-line error ------------
+
+class _Reader:
+    def __init__(self, source: str, data: Mapping[str, Any], prefix: str = ""):
+        self.source, self.data, self.prefix = source, data, prefix
+
+    def fail(self, key: str, message: str) -> UserError:
+        return UserError(f"{self.source}: {self.prefix}{key}: {message}")
+
+    def get(self, key: str, check: Callable[[Any], bool], expected: str, default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self.fail(key, f"missing (expected {expected})")
+            return default
+        value = self.data[key]
+        if not check(value):
+            raise self.fail(key, f"{value!r} is not valid (expected {expected})")
+        return value
+
+    def table(self, key: str, allowed: tuple[str, ...] | None) -> "_Reader":
+        value = self.data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, f"{value!r} is not a table (expected {{ ... }})")
+        if allowed is not None:
+            for name in value:
+                if name not in allowed:
+                    raise self.fail(f"{key}.{name}", f"unknown key (expected one of {', '.join(allowed)})")
+        return _Reader(self.source, value, f"{self.prefix}{key}.")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive(v: Any) -> bool:
+    return _is_number(v) and v > 0
+
+
+def _int_at_least(low: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _positive_list(v: Any) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(_positive(x) for x in v)
+
+
+TOP_LEVEL_KEYS = ("name", "description", "pipeline", "pipeline_args", "variants", "device", "clip_lengths_s",
+                  "modes", "hybrid_thresholds_s", "chunk", "repeats", "warmup", "timeout_s", "memory_limit_gb",
+                  "inputs", "seed", "sampler", "budgets", "results_dir")
+
+
+def load_suite(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Suite:
+    """Read a suite file, apply ``overrides`` (dotted keys, e.g. ``chunk.window_s``) and validate."""
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{source}: file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{source}: not valid TOML: {exc}") from None
+    raw = apply_overrides(raw, overrides or {})
+    return validate_suite(raw, path)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        target = merged
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return merged
+
+
+def validate_suite(raw: dict[str, Any], path: Path) -> Suite:
+    r = _Reader(str(path), raw)
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise r.fail(key, f"unknown key (expected one of {', '.join(TOP_LEVEL_KEYS)})")
+    lengths = [float(x) for x in r.get("clip_lengths_s", _positive_list, "a non-empty list of positive seconds")]
+    chunk = _chunk_config(r)
+    return Suite(
+        name=r.get("name", lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+        path=path,
+        pipeline=r.get("pipeline", lambda v: isinstance(v, str) and ":" in v, "'module:function'",
+                       DEFAULT_PIPELINE),
+        pipeline_args=dict(r.get("pipeline_args", lambda v: isinstance(v, dict), "a table", {})),
+        variants=_variants(r),
+        device=r.get("device", _valid_device, "auto, cpu, cuda or cuda:N", "auto"),
+        clip_lengths_s=lengths,
+        modes=_modes(r, lengths),
+        chunk=chunk,
+        repeats=r.get("repeats", _int_at_least(1), "an integer >= 1", 5),
+        warmup=r.get("warmup", _int_at_least(0), "an integer >= 0", 1),
+        timeout_s=float(r.get("timeout_s", _positive, "positive seconds", 600.0)),
+        memory_limit_gb=_optional_float(r.get("memory_limit_gb", _positive, "positive GB", None)),
+        inputs=_inputs(r, path),
+        seed=r.get("seed", _int_at_least(0), "an integer >= 0", 0),
+        sampler=_sampler(r),
+        budgets=_budgets(r),
+        results_dir=Path(r.get("results_dir", lambda v: isinstance(v, str) and v != "", "a folder path",
+                               "results")),
+        raw=raw,
+    )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _valid_device(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    return v in DEVICES or (v.startswith("cuda:") and v[5:].isdigit())
+
+
+def _variants(r: _Reader) -> dict[str, dict[str, Any]]:
+    table = r.table("variants", None)
+    if not table.data:
+        return {"default": {}}
+    variants = {}
+    for name, args in table.data.items():
+        if not isinstance(args, dict):
+            raise table.fail(name, f"{args!r} is not a table of pipeline_args (expected {{ dtype = \"bfloat16\" }})")
+        variants[name] = dict(args)
+    return variants
+
+
+def _chunk_config(r: _Reader) -> ChunkConfig:
+    c = r.table("chunk", ("window_s", "overlap_s", "max_retries", "batch"))
+    config = ChunkConfig(
+        window_s=float(c.get("window_s", _positive, "positive seconds", 10.0)),
+        overlap_s=float(c.get("overlap_s", lambda v: _is_number(v) and v >= 0, "seconds >= 0", 1.0)),
+        max_retries=c.get("max_retries", _int_at_least(0), "an integer >= 0", 2),
+        batch=c.get("batch", _int_at_least(1), "an integer >= 1", 1),
+    )
+    if config.overlap_s >= config.window_s:
+        raise c.fail("overlap_s", f"{config.overlap_s:g} must be smaller than window_s = {config.window_s:g}")
+    return config
+
+
+def _modes(r: _Reader, lengths: list[float]) -> list[ModeSpec]:
+    names = r.get("modes", lambda v: isinstance(v, list) and v and all(isinstance(x, str) for x in v),
+                  "a non-empty list like [\"single\", \"chunked\", \"hybrid@32\"]", ["single", "chunked"])
+    thresholds = r.get("hybrid_thresholds_s", _positive_list, "a non-empty list of positive seconds", None)
+    specs: list[ModeSpec] = []
+    for name in names:
+        try:
+            spec = parse_mode(name)
+        except ValueError as exc:
+            raise r.fail("modes", str(exc)) from None
+        if spec.kind == "hybrid" and spec.threshold_s is None:
+            if thresholds is None:
+                raise r.fail("hybrid_thresholds_s", "missing: 'hybrid' in modes needs thresholds "
+                                                    "(expected e.g. [28, 30, 32] or write 'hybrid@32')")
+            specs.extend(parse_mode(f"hybrid@{t:g}") for t in thresholds)
+        else:
+            specs.append(spec)
+    low, high = min(lengths), max(lengths)
+    for spec in specs:
+        if spec.threshold_s is not None and not low <= spec.threshold_s <= high:
+            raise r.fail("hybrid_thresholds_s" if thresholds else "modes",
+                         f"threshold {spec.threshold_s:g} s is outside the swept lengths "
+                         f"(expected {low:g}..{high:g} s)")
+    return list(dict.fromkeys(specs))
+
+
+def _inputs(r: _Reader, path: Path) -> Path | None:
+    value = r.get("inputs", lambda v: isinstance(v, str) and v != "", "a folder of WAV files", None)
+    if value is None:
+        return None
+    folder = Path(value)
+    if not folder.is_absolute():
+        folder = path.parent / folder
+    if not folder.is_dir():
+        raise r.fail("inputs", f"folder {str(folder)!r} does not exist (expected a folder of .wav files, "
+                               "relative to the suite file)")
+    return folder
+
+
+def _sampler(r: _Reader) -> SamplerConfig:
+    s = r.table("sampler", ("enabled", "hz"))
+    return SamplerConfig(
+        enabled=s.get("enabled", lambda v: isinstance(v, bool), "true or false", True),
+        hz=float(s.get("hz", lambda v: _positive(v) and v <= 100, "a rate in Hz, 0 < hz <= 100", 10.0)),
+    )
+
+
+def _budgets(r: _Reader) -> list[Budget]:
+    table = r.table("budgets", BUDGET_METRICS)
+    budgets = []
+    for metric, value in table.data.items():
+        if _is_number(value):
+            budgets.append(Budget(metric, float(value)))
+            continue
+        if not isinstance(value, dict) or not _is_number(value.get("limit")):
+            raise table.fail(metric, f"{value!r} is not valid (expected a number or {{ limit = N, clip_s = S }})")
+        extra = set(value) - {"limit", "clip_s", "mode"}
+        if extra:
+            raise table.fail(f"{metric}.{sorted(extra)[0]}", "unknown key (expected limit, clip_s or mode)")
+        budgets.append(Budget(metric, float(value["limit"]), value.get("clip_s"), value.get("mode")))
+    return budgets

@@ -1,0 +1,267 @@
+"""The worker process: loads the pipeline once, then measures the cases it is sent.
+
+Protocol over a multiprocessing Pipe (parent -> worker): ``("case", Case, next_refs)``
+and ``("stop",)``. Worker -> parent: ``("ready", info)`` or ``("load_error", text)``
+once, then per case ``("repeat_started", i)`` before each measured repeat,
+``("repeat", rows)`` after it, and ``("case_done", timeline)`` at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .cases import Case
+from .failures import OK, classify_exception, describe_exception, free_memory
+from .inputs import InputRef, Prefetcher
+from .measure.memory import CpuMemoryTracker, CudaMemoryTracker, read_status_bytes
+from .measure.sampler import CpuBackend, Sampler
+from .measure.timing import make_stage_timer, synchronize
+from .modes import ChunkedMode, ChunkFailed, ModeResult, execute_mode, parse_mode
+from .pipeline import Pipeline, load_pipeline
+from .quality import output_deviation
+from .rows import RepeatMeasurement, now_iso, repeat_rows
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    pipeline: str
+    pipeline_args: dict[str, Any]
+    device: str
+    sampler_enabled: bool = True
+    sampler_hz: float = 10.0
+
+
+def serve(conn, config: WorkerConfig) -> None:
+    """Entry point of the worker process."""
+    try:
+        worker = Worker(config)
+    except BaseException as exc:  # reported to the parent as one line, then exit
+        conn.send(("load_error", describe_exception(exc), traceback.format_exc(limit=5)))
+        return
+    conn.send(("ready", worker.info()))
+    while True:
+        message = conn.recv()
+        if message[0] == "stop":
+            break
+        _, case, next_refs = message
+        worker.run_case(case, next_refs, conn.send)
+    worker.close()
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig):
+        self.config = config
+        self.device = config.device
+        if self.device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(self.device))
+        self.pipeline: Pipeline = load_pipeline(config.pipeline, config.pipeline_args, device=self.device)
+        self.stages = self.pipeline.stage_names()
+        self.timer = make_stage_timer(self.device)
+        self.sampler = Sampler(self._sampler_backend(), config.sampler_hz) if config.sampler_enabled else None
+        self.memory = self._memory_tracker()
+        self.prefetcher = Prefetcher(self.pipeline)
+        self.pending: list[InputRef] = []
+        self.references: dict[InputRef, Any] = {}
+        if self.sampler:
+            self.sampler.start()
+
+    def _sampler_backend(self):
+        if self.device.startswith("cuda"):
+            from .measure.gpu import open_sampler_backend
+            return open_sampler_backend(self.device)
+        return CpuBackend()
+
+    def _memory_tracker(self):
+        if self.device.startswith("cuda"):
+            from .measure.gpu import process_device_bytes_reader
+            return CudaMemoryTracker(self.device, process_device_bytes_reader(self.device))
+        peak = (lambda: self.sampler.peak(self._repeat_start_ms, self.sampler.now_ms(), "rss_bytes")) \
+            if self.sampler else None
+        return CpuMemoryTracker(sampled_peak=peak)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(), "stages": self.stages, "pipeline_name": self.pipeline.name,
+            "timer_source": self.timer.source, "util_source": self.sampler.util_source if self.sampler else "off",
+            "baseline_mem_bytes": self.memory.baseline_bytes(),
+        }
+
+    def close(self) -> None:
+        self.prefetcher.close()
+        if self.sampler:
+            self.sampler.stop()
+
+    # -- one case --------------------------------------------------------------------
+
+    def run_case(self, case: Case, next_refs: list[InputRef], send) -> None:
+        self._schedule(case.schedule() + list(next_refs))
+        chunked = ChunkedMode(case.chunk.window_s, case.chunk.overlap_s, case.chunk.max_retries, case.chunk.batch)
+        case_start_ms = self.sampler.now_ms() if self.sampler else 0.0
+        windows: list[tuple[int, float, float]] = []
+        with memory_limit(case.memory_limit_bytes, self.device):
+            for index in range(case.warmup + case.repeats):
+                repeat = index - case.warmup
+                if repeat >= 0:
+                    send(("repeat_started", repeat))
+                measurement, window = self._run_repeat(case, chunked, repeat)
+                if repeat >= 0:
+                    windows.append((repeat, *window))
+                    send(("repeat", repeat_rows(case, self.stages, measurement)))
+        send(("case_done", self._timeline(case, case_start_ms, windows)))
+
+    def _schedule(self, refs: list[InputRef]) -> None:
+        """Queue this case's inputs (unless already queued as the previous case's look-ahead)
+        and the next case's first input, so it loads while this case runs."""
+        if self.pending != refs[: len(self.pending)]:
+            for _ in self.pending:  # a stale look-ahead: consume it to keep the order
+                self.prefetcher.get()
+            self.pending = []
+        new = refs[len(self.pending):]
+        self.prefetcher.schedule(new)
+        self.pending.extend(new)
+
+    def _next_clip(self) -> tuple[InputRef, Any, float]:
+        ref, clip, wait_ms = self.prefetcher.get()
+        self.pending.pop(0)
+        if isinstance(clip, BaseException) or not self.device.startswith("cuda"):
+            return ref, clip, wait_ms
+        start = time.perf_counter()
+        clip = {k: v.to(self.device, non_blocking=True) for k, v in clip.items()}
+        torch.cuda.synchronize()
+        return ref, clip, wait_ms + (time.perf_counter() - start) * 1000.0
+
+    def _run_repeat(self, case: Case, chunked: ChunkedMode, repeat: int) -> tuple[RepeatMeasurement, tuple]:
+        ref, clip, io_wait_ms = self._next_clip()
+        m = RepeatMeasurement(repeat=repeat, io_wait_ms=io_wait_ms, input=ref.label, started_at=now_iso(),
+                              timer_source=self.timer.source)
+        if isinstance(clip, BaseException):
+            m.status, m.error = "error", f"input {ref.label}: {describe_exception(clip)}"
+            return m, (0.0, 0.0)
+        result, failure, window = self._timed_call(case, chunked, clip)
+        if failure is not None:
+            free_memory()  # after the except block: nothing of the failed call is still referenced
+            m.status, m.error = failure
+        else:
+            m.total_ms, m.stage_ms = self._total_ms, self._stage_ms
+            m.executed_as, m.chunks, m.retries = result.executed_as, result.chunks, result.retries
+        self._fill_memory_and_util(m, window)
+        if result is not None and case.want_quality:
+            self._fill_quality(m, case, ref, clip, result)
+        del clip, result
+        return m, window
+
+    def _timed_call(self, case: Case, chunked: ChunkedMode, clip: dict):
+        self.timer.begin_repeat()
+        self.memory.begin()
+        self._repeat_start_ms = start_ms = self.sampler.now_ms() if self.sampler else 0.0
+        started = time.perf_counter_ns()
+        result, failure = None, None
+        try:
+            with torch.inference_mode():
+                result = execute_mode(case.mode, self.pipeline, clip, case.clip_s, self.timer, chunked)
+                synchronize(self.device)
+        except ChunkFailed as exc:
+            failure = (exc.kind, f"{case.mode.label}: {exc}")
+        except Exception as exc:  # a failing repeat is data, recorded with its kind
+            failure = (classify_exception(exc), describe_exception(exc))
+        self._total_ms = (time.perf_counter_ns() - started) / 1e6
+        end_ms = self.sampler.now_ms() if self.sampler else 0.0
+        try:
+            self._stage_ms = self.timer.end_repeat()
+        except Exception as exc:  # e.g. a CUDA error surfacing at synchronize
+            failure = failure or (classify_exception(exc), describe_exception(exc))
+        return result, failure, (start_ms, end_ms)
+
+    def _fill_memory_and_util(self, m: RepeatMeasurement, window: tuple[float, float]) -> None:
+        reading = self.memory.end()
+        m.peak_mem_bytes, m.peak_mem_reserved_bytes = reading.peak_bytes, reading.reserved_bytes
+        m.device_mem_bytes, m.baseline_mem_bytes, m.mem_source = reading.device_bytes, reading.baseline_bytes, \
+            reading.source
+        if self.sampler:
+            summary = self.sampler.summarise(*window)
+            m.util_mean_pct, m.util_p95_pct, m.util_samples = summary.mean, summary.p95, summary.samples
+            m.util_source = self.sampler.util_source
+
+    def _fill_quality(self, m: RepeatMeasurement, case: Case, ref: InputRef, clip: dict, result: ModeResult) -> None:
+        """Single-pass outputs are kept as references; a chunked output is compared with the
+        reference of the same input (computed untimed if no single case produced it)."""
+        if result.executed_as == "single":
+            self.references[ref] = _to_cpu(result.output)
+            return
+        if ref not in self.references:
+            self.references[ref] = self._untimed_single(case, clip)
+        reference = self.references[ref]
+        if isinstance(reference, dict):
+            deviation = output_deviation(reference, result.output)
+            m.quality_snr_db, m.quality_max_abs_err = deviation.snr_db, deviation.max_abs_err
+
+    def _untimed_single(self, case: Case, clip: dict) -> dict | str:
+        failure = None
+        try:
+            with torch.inference_mode():
+                output = execute_mode(parse_mode("single"), self.pipeline, clip, case.clip_s, _NullTimer(),
+                                      ChunkedMode())
+            return _to_cpu(output.output)
+        except Exception as exc:  # no single-pass reference: quality stays blank
+            failure = describe_exception(exc)
+        free_memory()
+        return failure
+
+    def _timeline(self, case: Case, case_start_ms: float, windows: list[tuple[int, float, float]]) -> list[dict]:
+        if not self.sampler:
+            return []
+        rows = []
+        for t_ms, metric, value in self.sampler.take_timeline(since_ms=case_start_ms):
+            repeat = next((r for r, start, end in windows if start <= t_ms <= end), None)
+            rows.append({"case_id": case.case_id, "repeat": repeat, "t_ms": round(t_ms - case_start_ms, 3),
+                         "metric": metric, "value": value})
+        self.sampler.take_timeline(since_ms=self.sampler.now_ms())
+        return rows
+
+
+class _NullTimer:
+    def measure(self, stage: str, label: str):
+        return nullcontext()
+
+
+def _to_cpu(output: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in output.items() if torch.is_tensor(v)}
+
+
+class memory_limit:
+    """A per-case memory limit. CPU: the soft RLIMIT_AS set to the worker's current address
+    space plus the limit (so the limit is what the case may add); CUDA: torch's per-process
+    memory fraction. Exceeding it makes allocations fail, which is recorded as ``oom``."""
+
+    def __init__(self, limit_bytes: int | None, device: str):
+        self.limit_bytes, self.device = limit_bytes, device
+        self._previous = None
+
+    def __enter__(self):
+        if self.limit_bytes is None:
+            return self
+        if self.device.startswith("cuda"):
+            total = torch.cuda.get_device_properties(torch.device(self.device)).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, self.limit_bytes / total), torch.device(self.device))
+        else:
+            self._previous = resource.getrlimit(resource.RLIMIT_AS)
+            address_space = read_status_bytes("VmSize")["VmSize"]
+            resource.setrlimit(resource.RLIMIT_AS, (address_space + self.limit_bytes, self._previous[1]))
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.limit_bytes is None:
+            return False
+        if self.device.startswith("cuda"):
+            torch.cuda.set_per_process_memory_fraction(1.0, torch.device(self.device))
+        else:
+            resource.setrlimit(resource.RLIMIT_AS, self._previous)
+        return False
