@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy.optimize import curve_fit
+from scipy.stats import fisher_exact, mannwhitneyu
 
 
 def min_samples_for(q: float) -> int:
@@ -77,3 +79,287 @@ def describe(values: Sequence[float]) -> Description:
         p99=percentile(data, 0.99),
         cv=cv,
     )
+
+
+# --- comparing two samples -------------------------------------------------
+
+FASTER = "faster"
+SLOWER = "slower"
+NO_CHANGE = "no significant change"
+INSUFFICIENT = "insufficient data"
+MORE_FAILURES = "more failures"
+FEWER_FAILURES = "fewer failures"
+
+_STATS = {"median": np.median, "mean": np.mean}
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    """The sample as a float array with NaNs dropped."""
+    data = np.asarray(values, dtype=float).ravel()
+    return data[~np.isnan(data)]
+
+
+def _positive(values: Sequence[float], name: str) -> np.ndarray:
+    data = _finite(values)
+    if data.size < 2:
+        raise ValueError(f"{name} needs at least 2 values, got {data.size}")
+    if not np.all(np.isfinite(data)) or np.any(data <= 0):
+        raise ValueError(f"{name} must hold finite positive values for a ratio")
+    return data
+
+
+def _boot(rng: np.random.Generator, data: np.ndarray, n_boot: int, stat) -> np.ndarray:
+    """stat of n_boot resamples with replacement of data, one row per resample."""
+    idx = rng.integers(0, data.size, size=(n_boot, data.size))
+    return stat(data[idx], axis=1)
+
+
+def _interval(draws: np.ndarray, conf: float) -> tuple[float, float]:
+    if not 0.0 < conf < 1.0:
+        raise ValueError(f"conf must be in (0, 1), got {conf}")
+    tail = (1.0 - conf) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_ratio_ci(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    stat: str = "median",
+    n_boot: int = 2000,
+    conf: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(ratio, ci_low, ci_high) for stat(b) / stat(a), stat "median" or "mean".
+
+    Method: percentile bootstrap of the ratio; each of n_boot resamples draws
+    len(a) values from a and len(b) values from b independently, with
+    replacement, from numpy.random.default_rng(seed); the interval is the
+    (1 - conf)/2 and (1 + conf)/2 quantiles (numpy type 7) of the resampled
+    ratios. NaNs are dropped; each side needs >= 2 finite positive values.
+    """
+    fn = _STATS[stat]
+    xa, xb = _positive(a, "a"), _positive(b, "b")
+    rng = np.random.default_rng(seed)
+    draws = _boot(rng, xb, n_boot, fn) / _boot(rng, xa, n_boot, fn)
+    return (float(fn(xb) / fn(xa)), *_interval(draws, conf))
+
+
+def mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of the Mann-Whitney U test (scipy.stats.mannwhitneyu).
+
+    The exact null distribution is used when there are no ties and the smaller
+    side has <= 8 values; otherwise the normal approximation with tie correction
+    and continuity correction. (This is scipy's "auto" rule, made explicit so
+    the method does not change with the scipy version.) None when a side has
+    < 2 values or every value ties. NaNs are dropped.
+    """
+    xa, xb = _finite(a), _finite(b)
+    if xa.size < 2 or xb.size < 2:
+        return None
+    pooled = np.concatenate([xa, xb])
+    if np.all(pooled == pooled[0]):
+        return None
+    ties = np.unique(pooled).size < pooled.size
+    method = "exact" if (not ties and min(xa.size, xb.size) <= 8) else "asymptotic"
+    return float(mannwhitneyu(xa, xb, alternative="two-sided", method=method).pvalue)
+
+
+def fisher_exact_p(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
+    """Two-sided p-value of Fisher's exact test (scipy.stats.fisher_exact) on the
+    2x2 table [[k_a, n_a - k_a], [k_b, n_b - k_b]]: k failures out of n runs."""
+    for k, n in ((k_a, n_a), (k_b, n_b)):
+        if not 0 <= k <= n:
+            raise ValueError(f"need 0 <= failures <= runs, got {k} of {n}")
+    table = [[k_a, n_a - k_a], [k_b, n_b - k_b]]
+    return float(fisher_exact(table, alternative="two-sided").pvalue)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """B against A; ratio is median(b) / median(a). None fields: insufficient data."""
+
+    n_a: int
+    n_b: int
+    median_a: float | None
+    median_b: float | None
+    ratio: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    verdict: str
+    min_effect: float
+
+
+def compare_samples(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    min_effect: float = 0.02,
+    conf: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    higher_is_better: bool = False,
+    verdict_words: tuple[str, str] = (FASTER, SLOWER),
+) -> Comparison:
+    """Compare sample b (new) against sample a (baseline).
+
+    ratio and [ci_low, ci_high]: median(b) / median(a) with the percentile
+    bootstrap interval of bootstrap_ratio_ci (stat="median", n_boot, conf, seed).
+    p_value: two-sided Mann-Whitney U (mann_whitney_p); reported, not used in
+    the verdict.
+
+    Verdict rule: INSUFFICIENT when a side has < 2 values (NaNs dropped).
+    Otherwise the change is significant only if the interval excludes 1
+    (ci_low > 1 or ci_high < 1) AND |ratio - 1| >= min_effect; if not,
+    NO_CHANGE. Values must be positive (the ratio needs median(a) > 0).
+    A significant change is an improvement when ratio < 1 (lower is
+    better, e.g. latency) or, with higher_is_better=True, when ratio > 1
+    (e.g. throughput). verdict_words = (word for improvement, word for
+    regression): ("faster", "slower") by default; memory can pass
+    ("lower", "higher").
+    """
+    good, bad = verdict_words
+    if good == bad or {good, bad} & {NO_CHANGE, INSUFFICIENT}:
+        raise ValueError(f"verdict_words must be two distinct new words, got {verdict_words}")
+    xa, xb = _finite(a), _finite(b)
+    med_a = float(np.median(xa)) if xa.size else None
+    med_b = float(np.median(xb)) if xb.size else None
+    if xa.size < 2 or xb.size < 2:
+        return Comparison(xa.size, xb.size, med_a, med_b, None, None, None, None,
+                          INSUFFICIENT, min_effect)
+    ratio, low, high = bootstrap_ratio_ci(xa, xb, n_boot=n_boot, conf=conf, seed=seed)
+    significant = (low > 1.0 or high < 1.0) and abs(ratio - 1.0) >= min_effect
+    if not significant:
+        verdict = NO_CHANGE
+    else:
+        verdict = good if (ratio > 1.0) == higher_is_better else bad
+    return Comparison(xa.size, xb.size, med_a, med_b, ratio, low, high,
+                      mann_whitney_p(xa, xb), verdict, min_effect)
+
+
+@dataclass(frozen=True)
+class FailureComparison:
+    """Failure counts of B against A; rates are None when there were no runs."""
+
+    k_a: int
+    n_a: int
+    k_b: int
+    n_b: int
+    rate_a: float | None
+    rate_b: float | None
+    p_value: float | None
+    verdict: str
+    alpha: float
+
+
+def compare_failures(
+    k_a: int, n_a: int, k_b: int, n_b: int, *, alpha: float = 0.05
+) -> FailureComparison:
+    """Compare failure rates k/n of B against A by Fisher's exact test
+    (fisher_exact_p, two-sided). Verdict: INSUFFICIENT when a side has no runs;
+    MORE_FAILURES / FEWER_FAILURES when p < alpha, by the sign of
+    rate_b - rate_a; otherwise NO_CHANGE."""
+    if n_a == 0 or n_b == 0:
+        rate_a = k_a / n_a if n_a else None
+        rate_b = k_b / n_b if n_b else None
+        return FailureComparison(k_a, n_a, k_b, n_b, rate_a, rate_b, None, INSUFFICIENT, alpha)
+    p = fisher_exact_p(k_a, n_a, k_b, n_b)
+    rate_a, rate_b = k_a / n_a, k_b / n_b
+    if p >= alpha or rate_a == rate_b:
+        verdict = NO_CHANGE
+    else:
+        verdict = MORE_FAILURES if rate_b > rate_a else FEWER_FAILURES
+    return FailureComparison(k_a, n_a, k_b, n_b, rate_a, rate_b, p, verdict, alpha)
+
+
+def geometric_mean_ratio(
+    pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
+    *,
+    n_boot: int = 2000,
+    conf: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(ratio, ci_low, ci_high): geometric mean over clip lengths of the
+    per-length ratio median(b) / median(a), i.e. exp(mean_i log(med b_i / med a_i)).
+
+    Method: joint percentile bootstrap; each of n_boot resamples draws every
+    length's a and b independently with replacement (one
+    numpy.random.default_rng(seed) stream, lengths in order, b before a) and
+    recomputes the geometric mean; the interval is the (1 - conf)/2 and
+    (1 + conf)/2 quantiles. Each side of each length needs >= 2 finite positive
+    values.
+    """
+    if not pairs:
+        raise ValueError("geometric_mean_ratio needs at least one (a, b) pair")
+    rng = np.random.default_rng(seed)
+    point, draws = 0.0, np.zeros(n_boot)
+    for i, (a, b) in enumerate(pairs):
+        xa, xb = _positive(a, f"pairs[{i}] a"), _positive(b, f"pairs[{i}] b")
+        point += math.log(np.median(xb) / np.median(xa))
+        draws += np.log(_boot(rng, xb, n_boot, np.median) / _boot(rng, xa, n_boot, np.median))
+    n = len(pairs)
+    return (math.exp(point / n), *_interval(np.exp(draws / n), conf))
+
+
+# --- memory model --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PowerFit:
+    """y = c + a * x**p fitted to (x, y); residuals are y - predict(x)."""
+
+    c: float
+    a: float
+    p: float
+    residuals: tuple[float, ...]
+    r_squared: float | None
+
+    def predict(self, x):
+        """c + a * x**p, a float for a scalar x, an array for an array."""
+        y = self.c + self.a * np.asarray(x, dtype=float) ** self.p
+        return float(y) if np.ndim(y) == 0 else y
+
+    def solve_for_x(self, y_max: float) -> float | None:
+        """Largest x >= 0 with predict(x) <= y_max.
+
+        The curve is non-decreasing on x >= 0 (a >= 0, p > 0), so this is the
+        closed-form inverse x = ((y_max - c) / a) ** (1 / p). None when even
+        x = 0 exceeds y_max (c > y_max); math.inf when a == 0 and c <= y_max.
+        """
+        if self.c > y_max:
+            return None
+        if self.a == 0.0:
+            return math.inf
+        return float(((y_max - self.c) / self.a) ** (1.0 / self.p))
+
+
+def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerFit:
+    """Fit y = c + a * x**p by bounded nonlinear least squares
+    (scipy.optimize.curve_fit, method "trf") with a >= 0, 0.5 <= p <= 3, c free.
+
+    x and y are scaled by their maximum absolute values before fitting and the
+    parameters scaled back. Needs >= 3 distinct x >= 0 and finite y.
+    r_squared = 1 - SS_res / SS_tot; None when y is constant.
+    """
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xs.shape != ys.shape or xs.ndim != 1:
+        raise ValueError("x and y must be 1-D sequences of the same length")
+    if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))) or np.any(xs < 0):
+        raise ValueError("x must be finite and >= 0, y finite")
+    if np.unique(xs).size < 3:
+        raise ValueError("need at least 3 distinct x values to fit c, a and p")
+    sx, sy = float(xs.max()), float(np.abs(ys).max()) or 1.0
+    xn, yn = xs / sx, ys / sy
+    p0 = [yn.min(), max(yn.max() - yn.min(), 1e-6), 1.0]
+    bounds = ([-np.inf, 0.0, 0.5], [np.inf, np.inf, 3.0])
+    (c, a, p), _ = curve_fit(_power, xn, yn, p0=p0, bounds=bounds, method="trf")
+    fit = PowerFit(float(c * sy), float(a * sy / sx**p), float(p), (), None)
+    resid = ys - fit.predict(xs)
+    ss_tot = float(np.sum((ys - ys.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else None
+    return PowerFit(fit.c, fit.a, fit.p, tuple(float(r) for r in resid), r2)
+
+
+def _power(x: np.ndarray, c: float, a: float, p: float) -> np.ndarray:
+    return c + a * x**p
