@@ -64,7 +64,7 @@ class Sampler:
 
     def __init__(self, backend: Backend, hz: float = 10.0) -> None:
         self.backend = backend
-        self.interval_s = 1.0 / hz
+        self.interval_s = max(1.0 / hz, getattr(backend, "min_interval_s", 0.0))
         self._zero = time.perf_counter()
         self._timeline: list[tuple[float, str, float]] = []
         self._lock = threading.Lock()
