@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import UserError
+from .inputs import AUDIO_SUFFIXES
 from .modes import ModeSpec, parse_mode
 
 DEFAULT_PIPELINE = "benchrunner.pipelines.reference:build"
@@ -134,6 +135,8 @@ def load_suite(path: str | Path, overrides: Mapping[str, Any] | None = None) -> 
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{source}: file not found") from None
+    except OSError as exc:  # a folder, no permission, ...
+        raise UserError(f"{source}: cannot read it: {exc.strerror or exc} (expected a suite .toml file)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{source}: not valid TOML: {exc}") from None
     raw = apply_overrides(raw, overrides or {})
@@ -147,6 +150,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[s
         *parents, leaf = dotted.split(".")
         for part in parents:
             target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise UserError(f"--set: {dotted}: {part!r} is not a table (expected e.g. chunk.window_s=5)")
         target[leaf] = value
     return merged
 
@@ -157,6 +162,9 @@ def validate_suite(raw: dict[str, Any], path: Path) -> Suite:
         if key not in TOP_LEVEL_KEYS:
             raise r.fail(key, f"unknown key (expected one of {', '.join(TOP_LEVEL_KEYS)})")
     lengths = [float(x) for x in r.get("clip_lengths_s", _positive_list, "a non-empty list of positive seconds")]
+    repeated = [x for i, x in enumerate(lengths) if x in lengths[:i]]
+    if repeated:
+        raise r.fail("clip_lengths_s", f"{repeated[0]:g} is listed twice (expected distinct lengths)")
     chunk = _chunk_config(r)
     return Suite(
         name=r.get("name", lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
@@ -214,7 +222,8 @@ def _chunk_config(r: _Reader) -> ChunkConfig:
         batch=c.get("batch", _int_at_least(1), "an integer >= 1", 1),
     )
     if config.overlap_s >= config.window_s:
-        raise c.fail("overlap_s", f"{config.overlap_s:g} must be smaller than window_s = {config.window_s:g}")
+        raise c.fail("overlap_s", f"{config.overlap_s:g} is not smaller than window_s = {config.window_s:g} "
+                                  "(expected 0 <= overlap_s < window_s)")
     return config
 
 
@@ -222,7 +231,7 @@ def _modes(r: _Reader, lengths: list[float]) -> list[ModeSpec]:
     names = r.get("modes", lambda v: isinstance(v, list) and v and all(isinstance(x, str) for x in v),
                   "a non-empty list like [\"single\", \"chunked\", \"hybrid@32\"]", ["single", "chunked"])
     thresholds = r.get("hybrid_thresholds_s", _positive_list, "a non-empty list of positive seconds", None)
-    specs: list[ModeSpec] = []
+    specs: list[tuple[ModeSpec, str]] = []  # (spec, the field it came from)
     for name in names:
         try:
             spec = parse_mode(name)
@@ -232,16 +241,15 @@ def _modes(r: _Reader, lengths: list[float]) -> list[ModeSpec]:
             if thresholds is None:
                 raise r.fail("hybrid_thresholds_s", "missing: 'hybrid' in modes needs thresholds "
                                                     "(expected e.g. [28, 30, 32] or write 'hybrid@32')")
-            specs.extend(parse_mode(f"hybrid@{t:g}") for t in thresholds)
+            specs.extend((parse_mode(f"hybrid@{t:g}"), "hybrid_thresholds_s") for t in thresholds)
         else:
-            specs.append(spec)
+            specs.append((spec, "modes"))
     low, high = min(lengths), max(lengths)
-    for spec in specs:
+    for spec, origin in specs:
         if spec.threshold_s is not None and not low <= spec.threshold_s <= high:
-            raise r.fail("hybrid_thresholds_s" if thresholds else "modes",
-                         f"threshold {spec.threshold_s:g} s is outside the swept lengths "
-                         f"(expected {low:g}..{high:g} s)")
-    return list(dict.fromkeys(specs))
+            raise r.fail(origin, f"threshold {spec.threshold_s:g} s is outside the swept lengths "
+                                 f"(expected {low:g}..{high:g} s)")
+    return list(dict.fromkeys(spec for spec, _ in specs))
 
 
 def _inputs(r: _Reader, path: Path) -> Path | None:
@@ -252,8 +260,12 @@ def _inputs(r: _Reader, path: Path) -> Path | None:
     if not folder.is_absolute():
         folder = path.parent / folder
     if not folder.is_dir():
-        raise r.fail("inputs", f"folder {str(folder)!r} does not exist (expected a folder of .wav files, "
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise r.fail("inputs", f"folder {str(folder)!r} {problem} (expected a folder of .wav files, "
                                "relative to the suite file)")
+    if not any(p.suffix.lower() in AUDIO_SUFFIXES for p in folder.iterdir()):
+        raise r.fail("inputs", f"folder {str(folder)!r} has no audio files "
+                               f"(expected {' or '.join(AUDIO_SUFFIXES)} files in it)")
     return folder
 
 
@@ -265,11 +277,20 @@ def _sampler(r: _Reader) -> SamplerConfig:
     )
 
 
+def _is_mode(v: Any) -> bool:
+    try:
+        return isinstance(v, str) and parse_mode(v) is not None
+    except ValueError:
+        return False
+
+
 def _budgets(r: _Reader) -> list[Budget]:
     table = r.table("budgets", BUDGET_METRICS)
     budgets = []
     for metric, value in table.data.items():
         if _is_number(value):
+            if value < 0:
+                raise table.fail(metric, f"{value!r} is negative (expected a limit >= 0)")
             budgets.append(Budget(metric, float(value)))
             continue
         if not isinstance(value, dict) or not _is_number(value.get("limit")):
@@ -277,5 +298,10 @@ def _budgets(r: _Reader) -> list[Budget]:
         extra = set(value) - {"limit", "clip_s", "mode"}
         if extra:
             raise table.fail(f"{metric}.{sorted(extra)[0]}", "unknown key (expected limit, clip_s or mode)")
-        budgets.append(Budget(metric, float(value["limit"]), value.get("clip_s"), value.get("mode")))
+        b = _Reader(table.source, value, f"{table.prefix}{metric}.")
+        if value["limit"] < 0:
+            raise b.fail("limit", f"{value['limit']!r} is negative (expected a limit >= 0)")
+        clip_s = b.get("clip_s", _positive, "positive seconds", None)
+        mode = b.get("mode", _is_mode, "a mode like \"single\" or \"hybrid@32\"", None)
+        budgets.append(Budget(metric, float(value["limit"]), None if clip_s is None else float(clip_s), mode))
     return budgets

@@ -2,8 +2,10 @@
 
 Chunk k owns the core ``[k*W, (k+1)*W)`` of the clip and carries ``O`` seconds of context
 on each side. Neighbouring chunks both cover ``[c - O, c + O)`` around their shared
-boundary ``c``; there their outputs are cross-faded with linear weights that sum to one,
-so the merged output has exactly the single-pass length and no seam.
+boundary ``c``. The outer half of each context (where a stage's padding distorts the
+output) is dropped; over the inner ``[c - O/2, c + O/2)`` the two outputs are cross-faded
+with linear weights that sum to one, so the merged output has exactly the single-pass
+length and no seam.
 """
 
 from __future__ import annotations
@@ -45,16 +47,18 @@ def cut(clip: Mapping[str, torch.Tensor], streams: Mapping[str, Stream], start_s
 
 def crossfade_weights(positions: torch.Tensor, rate_hz: float, chunk: ChunkRecord, overlap_s: float,
                       first: bool, last: bool) -> torch.Tensor:
-    """Weight of each output step of one chunk: 1 in its core, linear ramps over the 2*O
-    seconds it shares with each neighbour, 0 outside. Steps are placed at their centres."""
+    """Weight of each output step of one chunk: 1 in its core, a linear ramp over the O
+    seconds centred on each boundary it shares with a neighbour, 0 further out. Steps are
+    placed at their centres."""
     t = (positions.to(torch.float64) + 0.5) / rate_hz
     if overlap_s == 0:
         return ((t >= chunk.start_s) & (t < chunk.end_s)).to(torch.float64)
+    half = overlap_s / 2
     weight = torch.ones_like(t)
     if not first:
-        weight = weight * ((t - (chunk.start_s - overlap_s)) / (2 * overlap_s)).clamp(0, 1)
+        weight = weight * ((t - (chunk.start_s - half)) / overlap_s).clamp(0, 1)
     if not last:
-        weight = weight * (((chunk.end_s + overlap_s) - t) / (2 * overlap_s)).clamp(0, 1)
+        weight = weight * (((chunk.end_s + half) - t) / overlap_s).clamp(0, 1)
     return weight
 
 

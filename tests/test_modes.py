@@ -1,0 +1,113 @@
+"""Chunked mode in-process: plan, seamless merge to the single-pass length, retries, batching."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+import testing_pipelines
+from benchrunner.modes import ChunkedMode, ChunkFailed, execute_mode, parse_mode
+from benchrunner.modes.merge import crossfade_weights, plan_chunks
+from benchrunner.pipelines.reference import build as build_reference
+from benchrunner.quality import output_deviation
+
+
+class SumTimer:
+    def __init__(self):
+        self.calls = []
+
+    @contextlib.contextmanager
+    def measure(self, stage, label):
+        self.calls.append(label)
+        yield
+
+
+def run(pipeline, mode, clip_s, chunked=None):
+    clip = pipeline.make_clip(clip_s, 0)
+    with torch.inference_mode():
+        return execute_mode(parse_mode(mode), pipeline, clip, clip_s, SumTimer(), chunked or ChunkedMode())
+
+
+def test_plan_covers_the_clip_with_window_sized_cores():
+    table = plan_chunks(25.0, 10.0)
+    assert [(c.start_s, c.end_s) for c in table] == [(0, 10), (10, 20), (20, 25)]
+    assert all(c.state == "pending" and c.attempts == 0 for c in table)
+
+
+def test_crossfade_weights_of_neighbours_sum_to_one():
+    table = plan_chunks(30.0, 10.0)
+    positions = torch.arange(8000, 12000)  # 8-12 s at 1 kHz: the seam between chunk 0 and 1
+    left = crossfade_weights(positions, 1000, table[0], 1.0, first=True, last=False)
+    right = crossfade_weights(positions, 1000, table[1], 1.0, first=False, last=False)
+    assert torch.allclose(left + right, torch.ones_like(left, dtype=torch.float64))
+    assert left[0] == 1 and right[-1] == 1
+
+
+@pytest.mark.parametrize("clip_s,window_s,overlap_s", [(30, 10, 1), (25, 10, 1), (20.5, 10, 1), (17.3, 4, 0.5),
+                                                         (12, 5, 0)])
+def test_chunked_output_has_the_single_pass_length(clip_s, window_s, overlap_s):
+    pipeline = build_reference("tiny")
+    single = run(pipeline, "single", clip_s)
+    chunked = run(pipeline, "chunked", clip_s, ChunkedMode(window_s, overlap_s))
+    for name, tensor in single.output.items():
+        assert chunked.output[name].shape == tensor.shape, name
+    deviation = output_deviation(single.output, chunked.output)
+    assert 20 < deviation.snr_db < float("inf")  # close to single, but attention over chunks differs
+    assert chunked.chunks == len(plan_chunks(clip_s, window_s))
+
+
+def test_local_pipeline_merges_without_seams():
+    """A stage with a receptive field inside the overlap gives the single-pass output exactly."""
+    pipeline = testing_pipelines.build()
+    single = run(pipeline, "single", 10)
+    chunked = run(pipeline, "chunked", 10, ChunkedMode(3, 0.5))
+    assert output_deviation(single.output, chunked.output).max_abs_err < 1e-5
+
+
+def test_transient_chunk_failure_is_retried():
+    result = run(testing_pipelines.build(fail_chunk=1), "chunked", 25)
+    assert result.retries == 1
+    assert [c.state for c in result.chunk_table] == ["done", "done", "done"]
+    assert [c.attempts for c in result.chunk_table] == [1, 2, 1]
+
+
+def test_permanent_chunk_failure_names_the_chunk_after_all_retries():
+    with pytest.raises(ChunkFailed) as failure:
+        run(testing_pipelines.build(fail_chunk=1, permanent=True), "chunked", 25, ChunkedMode(max_retries=2))
+    assert failure.value.kind == "error"
+    assert "chunk 2/3 [10-20 s] failed after 3 attempt(s)" in str(failure.value)
+    assert "flaky: RuntimeError: injected failure" in str(failure.value)
+
+
+def test_batched_chunks_match_unbatched_and_run_fewer_calls():
+    pipeline = build_reference("tiny")
+    one = run(pipeline, "chunked", 40, ChunkedMode(10, 1, batch=1))
+    clip = pipeline.make_clip(40, 0)
+    timer = SumTimer()
+    with torch.inference_mode():
+        two = execute_mode(parse_mode("chunked"), pipeline, clip, 40, timer, ChunkedMode(10, 1, batch=2))
+    assert output_deviation(one.output, two.output).snr_db > 80
+    # chunks 2 and 3 have equal context lengths (11 s + ... ) and are batched; 4 chunks -> 3 groups x 4 stages
+    assert len(timer.calls) < 4 * 4
+
+
+def test_hybrid_switches_at_the_threshold():
+    pipeline = testing_pipelines.build()
+    assert run(pipeline, "hybrid@20", 20).executed_as == "single"
+    assert run(pipeline, "hybrid@20", 21).executed_as == "chunked"
+
+
+def test_nvtx_labels_name_mode_stage_and_chunk():
+    pipeline = testing_pipelines.build()
+    clip = pipeline.make_clip(15, 0)
+    timer = SumTimer()
+    execute_mode(parse_mode("hybrid@10"), pipeline, clip, 15, timer, ChunkedMode(10, 1))
+    assert "hybrid@10/smooth/chunk0" in timer.calls and "hybrid@10/busy/chunk1" in timer.calls
+
+
+@pytest.mark.parametrize("text,error", [("chunked@3", "only hybrid"), ("fast", "not a mode"), ("hybrid@x", "not a mode")])
+def test_parse_mode_rejects_bad_names(text, error):
+    with pytest.raises(ValueError, match=error):
+        parse_mode(text)

@@ -1,0 +1,59 @@
+"""Small pipelines for tests: fast, deterministic, with failures injected on purpose.
+
+Workers import them by name (``testing_pipelines:build``); tests/ is on their path.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+from benchrunner import Pipeline, Stage, Stream, current_chunk
+
+RATE = 1000
+
+
+def _clip(clip_s: float, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    n = int(round(clip_s * RATE))
+    return {"audio": torch.randn(1, n, generator=g)}
+
+
+def _smooth(value: dict) -> dict:
+    """A stage whose output depends on neighbours, so chunk seams would show."""
+    kernel = torch.ones(1, 1, 9) / 9
+    return {"audio": torch.nn.functional.conv1d(value["audio"].unsqueeze(1), kernel, padding=4).squeeze(1)}
+
+
+def build(fail_chunk: int | None = None, permanent: bool = False, fail_clip_s: float | None = None,
+          abort_clip_s: float | None = None, hang_clip_s: float | None = None, busy_ms: float = 0.0) -> Pipeline:
+    def flaky(value: dict) -> dict:
+        chunk = current_chunk()
+        if fail_chunk is not None and chunk is not None and chunk.index == fail_chunk:
+            if permanent or chunk.attempt == 1:
+                raise RuntimeError(f"injected failure in chunk {chunk.index} attempt {chunk.attempt}")
+        seconds = value["audio"].shape[-1] / RATE
+        if fail_clip_s is not None and abs(seconds - fail_clip_s) < 1e-6:
+            raise ValueError(f"injected stage error on the {fail_clip_s:g} s clip")
+        if abort_clip_s is not None and abs(seconds - abort_clip_s) < 1e-6:
+            os.abort()
+        if hang_clip_s is not None and abs(seconds - hang_clip_s) < 1e-6:
+            time.sleep(3600)
+        return value
+
+    def busy(value: dict) -> dict:
+        end = time.perf_counter() + busy_ms / 1000
+        while time.perf_counter() < end:
+            pass
+        return value
+
+    return Pipeline(
+        name="testing",
+        stages=[Stage("smooth", _smooth), Stage("flaky", flaky), Stage("busy", busy)],
+        inputs={"audio": Stream(time_axis=-1, rate_hz=RATE)},
+        outputs={"audio": Stream(time_axis=-1, rate_hz=RATE)},
+        make_clip=_clip,
+        sample_rate=RATE,
+    )
