@@ -7,14 +7,16 @@ failed, 130/143 interrupted.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import tomllib
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 
 import click
 
-from .errors import BenchError, UserError
+from .errors import BenchError, Interrupted, UserError
 
 
 def _fail_cleanly(fn):
@@ -24,6 +26,11 @@ def _fail_cleanly(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except Interrupted as exc:
+            run_id = getattr(exc, "run_id", None)
+            hint = f"; run {run_id} marked interrupted, finish it with: bench run --resume {run_id}" if run_id else ""
+            click.echo(f"bench: {exc}{hint}", err=True)
+            sys.exit(exc.exit_code)
         except BenchError as exc:
             click.echo(f"bench: error: {exc}", err=True)
             sys.exit(exc.exit_code)
@@ -75,7 +82,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("suite_file", type=click.Path(path_type=Path))
+@click.argument("suite_file", type=click.Path(path_type=Path), required=False)
 @click.option("--lengths", help="Clip lengths in seconds, e.g. 5,30,60.")
 @click.option("--modes", help="Modes, e.g. single,chunked,hybrid@32.")
 @click.option("--repeats", type=int, help="Measured repeats per case.")
@@ -87,23 +94,51 @@ def main() -> None:
 @click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
               help="Override any suite field, e.g. --set chunk.window_s=5 (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), help="Folder for run folders (default: the suite's results_dir).")
+@click.option("--run-id", help="Name the run folder (default: UTC time and suite name).")
+@click.option("--resume", "resume", metavar="RUN", help="Finish an interrupted run (id or path) under its run id.")
+@click.option("--force", is_flag=True, help="With --resume: go on although the suite or environment changed.")
+@click.option("--wait", is_flag=True, help="Wait for a lock held by another run instead of exiting 3.")
 @_fail_cleanly
-def run(suite_file, lengths, modes, repeats, warmup, device, timeout, memory_limit_gb, variants, set_items, out):
+def run(suite_file, lengths, modes, repeats, warmup, device, timeout, memory_limit_gb, variants, set_items, out,
+        run_id, resume, force, wait):
     """Sweep clip lengths x modes x variants of SUITE_FILE and write samples.csv, summary.csv
-    and manifest.json into a new run folder."""
+    and manifest.json into a run folder. Interrupted (SIGINT/SIGTERM): summaries of what
+    finished are written, the run is marked interrupted, exit 130/143; --resume finishes it."""
     from .progress import ProgressPrinter
-    from .runner import run_suite
+    from .runner import resume_run, run_suite
     from .suite import load_suite
 
     overrides = suite_overrides(lengths, modes, repeats, warmup, device, timeout, memory_limit_gb, set_items)
-    suite = load_suite(suite_file, overrides)
-    if variants:
+    if suite_file is None and not resume:
+        raise UserError("run: SUITE_FILE is missing (expected a suite .toml, or --resume RUN)")
+    suite = load_suite(suite_file, overrides) if suite_file else None
+    if suite is not None and variants:
         suite = _only_variants(suite, variants)
-    with ProgressPrinter() as progress:
-        result = run_suite(suite, out_dir=out, argv=sys.argv, on_event=progress.handle)
+    with ProgressPrinter() as progress, _signals_raise_interrupted():
+        if resume:
+            result = resume_run(resume, out_dir=out, suite=suite, argv=sys.argv, on_event=progress.handle,
+                                force=force, wait=wait)
+        else:
+            result = run_suite(suite, out_dir=out, argv=sys.argv, on_event=progress.handle, run_id=run_id,
+                               wait=wait)
     click.echo(f"samples:  {result.run_dir / 'samples.csv'}")
     click.echo(f"summary:  {result.run_dir / 'summary.csv'}")
     click.echo(f"manifest: {result.run_dir / 'manifest.json'}")
+
+
+@contextmanager
+def _signals_raise_interrupted():
+    """SIGTERM (and SIGINT) raise :class:`Interrupted` in the main thread, so the runner's
+    cleanup runs and the exit code says which signal it was."""
+    def handler(signum, _frame):
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _only_variants(suite, names: str):
@@ -131,3 +166,5 @@ def env(as_json):
     click.echo(format_environment(captured))
     for warning in environment_warnings(captured):
         click.echo(f"warning: {warning.message} (fix: {warning.fix})")
+
+

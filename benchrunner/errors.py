@@ -23,3 +23,13 @@ class NotifyError(BenchError):
     """A notification (Slack) failed for good: exit code 4."""
 
     exit_code = 4
+
+
+class Interrupted(BenchError):
+    """SIGINT or SIGTERM: the run stopped cleanly; exit 128 + signal number."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.exit_code = 128 + signum

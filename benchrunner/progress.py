@@ -39,6 +39,7 @@ class ProgressPrinter:
         self.start = time.monotonic()
         self._rich = None
         self._task = None
+        self.done_before = 0
 
     def __enter__(self):
         if self.tty:
@@ -66,13 +67,18 @@ class ProgressPrinter:
     def handle(self, kind: str, **event) -> None:
         getattr(self, f"_on_{kind}", lambda **_: None)(**event)
 
-    def _on_start(self, run_id, run_dir, total, device, notes):
+    def _on_start(self, run_id, run_dir, total, done, device, notes):
         self.start = time.monotonic()
-        self.echo(f"run {run_id} on {device}: {total} cases -> {run_dir}")
+        self.done_before = done
+        left = f" ({total - done} left)" if done else ""
+        self.echo(f"run {run_id} on {device}: {total} cases{left} -> {run_dir}")
         for note in notes:
             self.echo(f"note: {note}")
         if self._rich:
-            self._task = self._rich.add_task("starting", total=total)
+            self._task = self._rich.add_task("starting", total=total, completed=done)
+
+    def _on_note(self, text):
+        self.echo(f"note: {text}")
 
     def _on_case_start(self, case, index, total):
         if self._rich:
@@ -81,7 +87,7 @@ class ProgressPrinter:
     def _on_case_end(self, case, index, total, rows, worker_lost):
         done = index + 1
         elapsed = time.monotonic() - self.start
-        eta = elapsed / done * (total - done)
+        eta = elapsed / max(1, done - self.done_before) * (total - done)
         line = case_line(case, rows, worker_lost)
         if self._rich:
             self._rich.advance(self._task)

@@ -41,7 +41,7 @@ CASE_KEY = ["pipeline", "variant", "mode", "threshold_s", "clip_s"]
 
 
 def _cell(value: Any) -> Any:
-    if value is None:
+    if value is None or value is pd.NA:
         return ""
     if isinstance(value, float):
         if math.isnan(value):
@@ -95,6 +95,61 @@ class RunFiles:
         tmp = self.manifest.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
         os.replace(tmp, self.manifest)
+
+
+def _rewrite(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _drop_torn_tail(path: Path, n_columns: int) -> str | None:
+    """Cut a last line that a power cut left without its newline or its fields."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    text = path.read_text(encoding="utf-8")
+    body = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+    records = list(csv.reader(io.StringIO(body)))
+    if records and len(records[-1]) != n_columns:
+        body = body[: body.rstrip("\n").rfind("\n") + 1]
+    if body == text:
+        return None
+    _rewrite(path, body)
+    return f"{path.name}: dropped a torn last line ({len(text) - len(body)} bytes) left by an interrupted write"
+
+
+def _case_is_complete(rows: pd.DataFrame, repeats: int) -> bool:
+    """A case's rows end with a ``total`` row of its last repeat, or of a repeat that ended the
+    case (timeout, crash)."""
+    last = rows.iloc[-1]
+    return last["stage"] == TOTAL_STAGE and (int(last["repeat"]) == repeats - 1 or last["status"] in
+                                             ("timeout", "crash"))
+
+
+def repair_run(run_dir: Path, repeats: int) -> tuple[set[str], list[str]]:
+    """Make a run folder consistent before resuming it: drop torn last lines, drop the rows of a
+    last case that was cut short, and drop timeline rows of cases without complete samples.
+    Returns the ids of the complete cases and one note per repair."""
+    files = RunFiles(run_dir)
+    notes = [n for n in (_drop_torn_tail(files.samples, len(SAMPLE_COLUMNS)),
+                         _drop_torn_tail(files.timeline, len(TIMELINE_COLUMNS))) if n]
+    samples = read_samples(run_dir)
+    complete = set(samples["case_id"])
+    if len(samples):
+        last_case = samples.iloc[-1]["case_id"]
+        if not _case_is_complete(samples[samples["case_id"] == last_case], repeats):
+            complete.discard(last_case)
+            kept = samples[samples["case_id"] != last_case]
+            _rewrite(files.samples, ",".join(SAMPLE_COLUMNS) + "\n" + _csv_text(kept.to_dict("records"),
+                                                                                 SAMPLE_COLUMNS))
+            notes.append(f"samples.csv: dropped {len(samples) - len(kept)} rows of case {last_case}, "
+                         "cut short; it runs again")
+    timeline = read_timeline(run_dir)
+    if len(timeline) and not timeline["case_id"].isin(complete).all():
+        kept = timeline[timeline["case_id"].isin(complete)]
+        _rewrite(files.timeline, ",".join(TIMELINE_COLUMNS) + "\n" + _csv_text(kept.to_dict("records"),
+                                                                                TIMELINE_COLUMNS))
+    return complete, notes
 
 
 def read_samples(run_dir: Path) -> pd.DataFrame:

@@ -1,11 +1,14 @@
 """Run a suite: cases -> worker processes -> rows on disk -> summary and manifest.
 
 The core never prints: progress goes to the ``on_event`` callback the CLI gives.
+A run folder is locked while a process writes into it; an interrupted run (signal, kill,
+power cut) is finished later with :func:`resume_run`, under the same run id.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -14,17 +17,21 @@ from typing import Any, Callable
 
 from . import __version__
 from .cases import Case, build_cases
+from .errors import Interrupted, UserError
 from .executors.local import LocalWorker
-from .measure.environment import capture_environment, environment_warnings
+from .locks import FileLock
+from .measure.environment import capture_environment, diff_environments, environment_warnings
 from .pipeline import check_factory_args, resolve_factory
-from .results import RunFiles, read_samples
+from .results import RunFiles, read_manifest, read_samples, repair_run
 from .rows import now_iso
-from .suite import Suite
+from .suite import Suite, validate_suite
 from .summary import summarise
 from .warnings import run_warnings
 from .worker import WorkerConfig
 
 EventHandler = Callable[..., None]
+DRIFT_TOLERANCE = 0.05
+DRIFT_SLACK_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -51,14 +58,18 @@ def new_run_id(suite_name: str, now: datetime | None = None) -> str:
     return f"{stamp}-{slug}"
 
 
-def _fresh_run_dir(out_dir: Path, run_id: str) -> tuple[str, Path]:
+def _fresh_run_dir(out_dir: Path, run_id: str, explicit: bool) -> tuple[str, Path]:
     candidate, n = run_id, 1
-    while (out_dir / candidate).exists():
-        n += 1
-        candidate = f"{run_id}-{n}"
-    path = out_dir / candidate
-    path.mkdir(parents=True)
-    return candidate, path
+    while True:
+        path = out_dir / candidate
+        try:
+            path.mkdir(parents=True)
+            return candidate, path
+        except FileExistsError:
+            if explicit:
+                return candidate, path  # the lock and the emptiness check decide
+            n += 1
+            candidate = f"{run_id}-{n}"
 
 
 def check_pipeline(suite: Suite) -> None:
@@ -69,54 +80,185 @@ def check_pipeline(suite: Suite) -> None:
         check_factory_args(factory, suite.variant_args(variant), source=str(suite.path), field_name=field_name)
 
 
+def run_lock(run_dir: Path) -> FileLock:
+    return FileLock(run_dir / ".lock", what=f"run folder {run_dir}")
+
+
 def run_suite(suite: Suite, *, out_dir: Path | None = None, argv: list[str] | None = None,
-              on_event: EventHandler | None = None) -> RunResult:
-    emit = on_event or (lambda *a, **k: None)
+              on_event: EventHandler | None = None, run_id: str | None = None, wait: bool = False) -> RunResult:
+    """A new run of ``suite`` into ``out_dir/<run_id>`` (a fresh id unless one is given)."""
     check_pipeline(suite)
     device = resolve_device(suite.device)
     out_dir = Path(out_dir or suite.results_dir)
-    run_id, run_dir = _fresh_run_dir(out_dir, new_run_id(suite.name))
-    cases, notes = build_cases(suite, run_id=run_id, device=device)
-    files = RunFiles(run_dir)
-    manifest = _manifest(suite, run_id, device, argv or sys.argv, notes)
+    explicit = run_id is not None
+    run_id = run_id or new_run_id(suite.name)
+    out_existed = out_dir.exists()
+    run_id, run_dir = _fresh_run_dir(out_dir, run_id, explicit)
+    slot = _WorkerSlot(suite)
+    try:
+        with run_lock(run_dir).acquire(wait=wait):
+            if (run_dir / "manifest.json").exists():
+                raise UserError(f"--run-id: {run_dir} already holds a run (expected a new id, or --resume {run_id})")
+            cases, notes = _prepare(suite, slot, run_id, device, run_dir, None if out_existed else out_dir)
+            manifest = _manifest(suite, run_id, device, argv or sys.argv, notes)
+            return _execute(suite, RunFiles(run_dir), manifest, cases, on_event, slot=slot)
+    finally:
+        slot.kill()
+
+
+def _prepare(suite: Suite, slot: "_WorkerSlot", run_id: str, device: str, run_dir: Path,
+             created_out_dir: Path | None) -> tuple[list[Case], list]:
+    """Cases, and the first worker started: a bucket without inputs or a pipeline that fails
+    to load is bad input, and leaves no folder behind that this run made."""
+    try:
+        cases, notes = build_cases(suite, run_id=run_id, device=device)
+        slot.get(cases[0])
+    except UserError:
+        if not any(p.name != ".lock" for p in run_dir.iterdir()):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if created_out_dir is not None and not any(created_out_dir.iterdir()):
+                created_out_dir.rmdir()
+        raise
+    return cases, notes
+
+
+def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None = None,
+               argv: list[str] | None = None, on_event: EventHandler | None = None, force: bool = False,
+               wait: bool = False) -> RunResult:
+    """Finish the cases of an interrupted run that have no complete rows, under its run id."""
+    run_dir = _find_run_dir(run_ref, out_dir)
+    with run_lock(run_dir).acquire(wait=wait):
+        manifest = read_manifest(run_dir)
+        stored = validate_suite(manifest["suite"]["as_loaded"], Path(manifest["suite"]["path"]))
+        _check_resumable(manifest, stored, suite, force)
+        complete, repairs = repair_run(run_dir, stored.repeats)
+        device = manifest["suite"]["device"]
+        cases, notes = build_cases(stored, run_id=manifest["run_id"], device=device)
+        todo = [c for c in cases if c.case_id not in complete]
+        manifest.setdefault("resumed", []).append({
+            "at": now_iso(), "argv": list(argv or sys.argv), "repairs": repairs, "cases_left": len(todo),
+            "environment_diff": _env_diff(manifest["environment"], capture_environment(cwd=Path.cwd())),
+        })
+        manifest["status"] = "running"
+        emit = on_event or (lambda *a, **k: None)
+        for note in repairs:
+            emit("note", text=note)
+        return _execute(stored, RunFiles(run_dir), manifest, todo, on_event, total=len(cases),
+                        done=len(cases) - len(todo), slot=_WorkerSlot(stored))
+
+
+def _find_run_dir(run_ref: str, out_dir: Path | None) -> Path:
+    for candidate in (Path(run_ref), Path(out_dir or "results") / run_ref):
+        if (candidate / "manifest.json").exists():
+            return candidate
+    raise UserError(f"--resume: {run_ref!r}: no run folder with a manifest.json "
+                    f"(expected a run id under {out_dir or 'results'}/ or a path)")
+
+
+def _env_diff(old: dict, new: dict) -> list[list[Any]]:
+    return [list(d) for d in diff_environments(old, new)]
+
+
+def _check_resumable(manifest: dict, stored: Suite, given: Suite | None, force: bool) -> None:
+    """The suite and the environment must still be those of the run (or ``force``)."""
+    problems = []
+    if given is not None and given.raw != stored.raw:
+        fields = sorted(k for k in set(given.raw) | set(stored.raw) if given.raw.get(k) != stored.raw.get(k))
+        problems.append(f"the suite differs from the run's in {', '.join(fields)}")
+    diff = diff_environments(manifest["environment"], capture_environment(cwd=Path.cwd()))
+    if diff:
+        problems.append("the environment differs in " + ", ".join(f"{k} ({a} -> {b})" for k, a, b in diff))
+    if problems and not force:
+        raise UserError(f"--resume {manifest['run_id']}: {'; '.join(problems)} "
+                        "(expected the same; --force resumes anyway and records the difference)")
+
+
+def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], on_event: EventHandler | None,
+             *, slot: "_WorkerSlot", total: int | None = None, done: int = 0) -> RunResult:
+    emit = on_event or (lambda *a, **k: None)
     files.write_manifest(manifest)
-    emit("start", run_id=run_id, run_dir=run_dir, total=len(cases), device=device, notes=notes)
+    emit("start", run_id=manifest["run_id"], run_dir=files.dir, total=total or len(cases), done=done,
+         device=manifest["suite"]["device"], notes=manifest.get("notes", []))
     status = "interrupted"
     try:
-        manifest["workers"] = _run_cases(suite, cases, files, device, emit)
+        _run_cases(slot, cases, files, emit, offset=done, total=total or len(cases))
         status = "finished"
+    except Interrupted as exc:
+        exc.run_id = manifest["run_id"]
+        raise
     finally:
+        manifest["workers"] = manifest.get("workers", []) + slot.workers
+        manifest["baseline_drift"] = manifest.get("baseline_drift", []) + slot.drift
         _finish(files, manifest, status, emit)
-    samples = read_samples(run_dir)
+    samples = read_samples(files.dir)
     failed = int(((samples["stage"] == "total") & (samples["status"] != "ok")).sum())
-    return RunResult(run_id, run_dir, status, len(cases), failed, manifest.get("warnings", []))
+    return RunResult(manifest["run_id"], files.dir, status, len(cases), failed, manifest.get("warnings", []))
 
 
-def _run_cases(suite: Suite, cases: list[Case], files: RunFiles, device: str, emit: EventHandler) -> list[dict]:
-    workers_seen: list[dict] = []
-    worker: LocalWorker | None = None
+class _WorkerSlot:
+    """The current worker, replaced when the variant changes, when it dies, or when its
+    memory does not return to its baseline after a case (recorded as baseline drift)."""
+
+    def __init__(self, suite: Suite):
+        self.suite = suite
+        self.worker: LocalWorker | None = None
+        self.reference_baseline: int | None = None
+        self.workers: list[dict] = []   # what each worker reported when ready
+        self.drift: list[dict] = []     # workers replaced because memory did not come back
+
+    def get(self, case: Case) -> LocalWorker:
+        if self.worker is None or self.worker.config.pipeline_args != case.pipeline_args:
+            self.close()
+            self.worker = LocalWorker(WorkerConfig(self.suite.pipeline, case.pipeline_args, case.device,
+                                                   self.suite.sampler.enabled, self.suite.sampler.hz),
+                                      source=str(self.suite.path))
+            self.workers.append({"variant": case.variant, **self.worker.info})
+            self.reference_baseline = None
+        return self.worker
+
+    def after_case(self, case: Case, baseline_after: int | None, lost: str | None) -> None:
+        if lost:
+            self.kill()
+            return
+        if baseline_after is None:
+            return
+        if self.reference_baseline is None:
+            self.reference_baseline = baseline_after
+            return
+        limit = self.reference_baseline * (1 + DRIFT_TOLERANCE) + DRIFT_SLACK_BYTES
+        if baseline_after > limit:
+            self.drift.append({
+                "after_case": case.case_id, "reference_bytes": self.reference_baseline,
+                "baseline_bytes": baseline_after, "action": "worker restarted"})
+            self.close()
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def kill(self) -> None:
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker = None
+
+
+def _run_cases(slot: "_WorkerSlot", cases: list[Case], files: RunFiles, emit: EventHandler, *,
+               offset: int, total: int) -> None:
     try:
         for index, case in enumerate(cases):
-            if worker is None or worker.config.pipeline_args != case.pipeline_args:
-                if worker is not None:
-                    worker.stop()
-                worker = LocalWorker(WorkerConfig(suite.pipeline, case.pipeline_args, device,
-                                                  suite.sampler.enabled, suite.sampler.hz))
-                workers_seen.append({"variant": case.variant, **worker.info})
+            worker = slot.get(case)
             next_refs = cases[index + 1].schedule()[:1] if index + 1 < len(cases) else []
-            emit("case_start", case=case, index=index, total=len(cases))
-            outcome = worker.run_case(case, next_refs,
-                                      on_repeat=lambda r, c=case: emit("repeat", case=c, repeat=r))
+            emit("case_start", case=case, index=offset + index, total=total)
+            outcome = worker.run_case(case, next_refs, on_repeat=lambda r, c=case: emit("repeat", case=c, repeat=r))
             files.append_case(outcome.rows, outcome.timeline)
-            emit("case_end", case=case, index=index, total=len(cases), rows=outcome.rows,
+            emit("case_end", case=case, index=offset + index, total=total, rows=outcome.rows,
                  worker_lost=outcome.worker_lost)
-            if outcome.worker_lost:
-                worker.kill()
-                worker = None
-    finally:
-        if worker is not None:
-            worker.stop()
-    return workers_seen
+            slot.after_case(case, outcome.baseline_after, outcome.worker_lost)
+    except BaseException:
+        slot.kill()  # abandon the case in progress: no partial rows, it runs again on --resume
+        raise
+    slot.close()
 
 
 def _manifest(suite: Suite, run_id: str, device: str, argv: list[str], notes: list[str]) -> dict[str, Any]:
@@ -129,7 +271,7 @@ def _manifest(suite: Suite, run_id: str, device: str, argv: list[str], notes: li
                   "variants": suite.variants, "pipeline": suite.pipeline, "repeats": suite.repeats,
                   "warmup": suite.warmup, "device": device},
         "environment": env, "notes": notes,
-        "warnings": [w.__dict__ for w in environment_warnings(env)],
+        "environment_warnings": [w.__dict__ for w in environment_warnings(env)],
     }
 
 
@@ -137,7 +279,7 @@ def _finish(files: RunFiles, manifest: dict, status: str, emit: EventHandler) ->
     samples = read_samples(files.dir)
     summary = summarise(samples)
     files.write_summary(summary)
-    manifest["warnings"] = manifest.get("warnings", []) + [w.__dict__ for w in run_warnings(summary)]
+    manifest["warnings"] = manifest.get("environment_warnings", []) + [w.__dict__ for w in run_warnings(summary)]
     manifest.update(status=status, ended_at=now_iso())
     files.write_manifest(manifest)
     emit("finished", status=status, run_dir=files.dir, warnings=manifest["warnings"], summary=summary)

@@ -8,8 +8,11 @@ once, then per case ``("repeat_started", i)`` before each measured repeat,
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import resource
+import signal
 import time
 import traceback
 from contextlib import nullcontext
@@ -19,6 +22,7 @@ from typing import Any
 import torch
 
 from .cases import Case
+from .errors import UserError
 from .failures import OK, classify_exception, describe_exception, free_memory
 from .inputs import InputRef, Prefetcher
 from .measure.memory import CpuMemoryTracker, CudaMemoryTracker, read_status_bytes
@@ -40,20 +44,33 @@ class WorkerConfig:
 
 
 def serve(conn, config: WorkerConfig) -> None:
-    """Entry point of the worker process."""
+    """Entry point of the worker process. It dies with its parent (no orphan keeps a GPU
+    busy) and leaves SIGINT to the parent, which decides what happens to the case."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         worker = Worker(config)
     except BaseException as exc:  # reported to the parent as one line, then exit
-        conn.send(("load_error", describe_exception(exc), traceback.format_exc(limit=5)))
+        message = str(exc) if isinstance(exc, UserError) else describe_exception(exc)
+        conn.send(("load_error", isinstance(exc, UserError), message, traceback.format_exc(limit=5)))
         return
-    conn.send(("ready", worker.info()))
-    while True:
-        message = conn.recv()
-        if message[0] == "stop":
-            break
-        _, case, next_refs = message
-        worker.run_case(case, next_refs, conn.send)
+    try:
+        conn.send(("ready", worker.info()))
+        while (message := conn.recv())[0] != "stop":
+            _, case, next_refs = message
+            worker.run_case(case, next_refs, conn.send)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the parent is gone
     worker.close()
+
+
+def _die_with_parent() -> None:
+    """Linux: ask the kernel to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 class Worker:
@@ -102,6 +119,8 @@ class Worker:
     # -- one case --------------------------------------------------------------------
 
     def run_case(self, case: Case, next_refs: list[InputRef], send) -> None:
+        if any(ref.clip_s != case.clip_s for ref in self.references):
+            self.references = {}  # references serve one clip length at a time
         self._schedule(case.schedule() + list(next_refs))
         chunked = ChunkedMode(case.chunk.window_s, case.chunk.overlap_s, case.chunk.max_retries, case.chunk.batch)
         case_start_ms = self.sampler.now_ms() if self.sampler else 0.0
@@ -115,7 +134,14 @@ class Worker:
                 if repeat >= 0:
                     windows.append((repeat, *window))
                     send(("repeat", repeat_rows(case, self.stages, measurement)))
-        send(("case_done", self._timeline(case, case_start_ms, windows)))
+        send(("case_done", self._timeline(case, case_start_ms, windows), self._baseline_after()))
+
+    def _baseline_after(self) -> int:
+        """Memory held after the case, less the kept single-pass references: what must come
+        back to the first case's level, or the worker is replaced."""
+        free_memory()
+        cached = sum(t.nbytes for ref in self.references.values() if isinstance(ref, dict) for t in ref.values())
+        return self.memory.baseline_bytes() - cached
 
     def _schedule(self, refs: list[InputRef]) -> None:
         """Queue this case's inputs (unless already queued as the previous case's look-ahead)

@@ -30,10 +30,7 @@ class CaseOutcome:
     rows: list[dict] = field(default_factory=list)
     timeline: list[dict] = field(default_factory=list)
     worker_lost: str | None = None  # "timeout" or "crash" when the worker had to be replaced
-
-
-class WorkerLost(Exception):
-    pass
+    baseline_after: int | None = None  # the worker's memory after the case (see worker._baseline_after)
 
 
 def exit_description(exitcode: int | None) -> str:
@@ -50,8 +47,9 @@ def exit_description(exitcode: int | None) -> str:
 class LocalWorker:
     """One worker process and the parent's end of its pipe."""
 
-    def __init__(self, config: WorkerConfig):
+    def __init__(self, config: WorkerConfig, source: str = "suite"):
         self.config = config
+        self.source = source
         ctx = mp.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
         self.process = ctx.Process(target=serve, args=(child_conn, config), name="benchrunner-worker", daemon=True)
@@ -62,16 +60,18 @@ class LocalWorker:
     def _wait_ready(self) -> dict:
         if not self._conn.poll(READY_TIMEOUT_S):
             self.kill()
-            raise UserError(f"pipeline {self.config.pipeline}: worker did not load it within {READY_TIMEOUT_S:g} s")
+            raise UserError(f"{self.source}: pipeline: {self.config.pipeline} did not load within {READY_TIMEOUT_S:g} s")
         try:
             message = self._conn.recv()
         except EOFError:
             self.process.join(5)
-            raise UserError(f"pipeline {self.config.pipeline}: {exit_description(self.process.exitcode)} "
-                            "while loading it") from None
+            raise UserError(f"{self.source}: pipeline: {self.config.pipeline}: "
+                            f"{exit_description(self.process.exitcode)} while loading it") from None
         if message[0] == "load_error":
             self.process.join(5)
-            raise UserError(f"suite: pipeline: {self.config.pipeline} failed to load: {message[1]}")
+            _, is_user_error, text = message[:3]
+            raise UserError(f"{self.source}: {text}" if is_user_error else
+                            f"{self.source}: pipeline: {self.config.pipeline} failed to load: {text}")
         return message[1]
 
     @property
@@ -111,7 +111,7 @@ class LocalWorker:
             elif kind == "repeat":
                 outcome.rows += message[1]
             elif kind == "case_done":
-                outcome.timeline = message[1]
+                outcome.timeline, outcome.baseline_after = message[1], message[2]
                 return outcome
 
     def stop(self) -> None:

@@ -91,6 +91,7 @@ class CpuMemoryTracker:
         return MemoryReading(peak, None, None, self._baseline, SOURCE_RSS_SAMPLED)
 
     def baseline_bytes(self) -> int:
+        release_free_heap()
         return read_status_bytes("VmRSS")["VmRSS"]
 
 

@@ -157,9 +157,9 @@ def make_synthetic_clip(clip_s: float, seed: int, *, sample_rate: int, face_px: 
 def build(scale: str = "tiny", dtype: str = "float32", device: str = "cpu", seed: int = 0) -> Pipeline:
     """Factory for ``pipeline = "benchrunner.pipelines.reference:build"``."""
     if scale not in SCALES:
-        raise UserError(f"suite: pipeline_args.scale: {scale!r} is not one of {', '.join(SCALES)}")
+        raise UserError(f"pipeline_args.scale: {scale!r} is not one of {', '.join(SCALES)}")
     if dtype not in DTYPES:
-        raise UserError(f"suite: pipeline_args.dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
+        raise UserError(f"pipeline_args.dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     cfg, torch_dtype = SCALES[scale], DTYPES[dtype]
     torch.manual_seed(seed)
     vc = VoiceConversion(cfg)
