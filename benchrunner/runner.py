@@ -22,11 +22,11 @@ from .executors.local import LocalWorker
 from .locks import FileLock
 from .measure.environment import capture_environment, diff_environments, environment_warnings
 from .pipeline import check_factory_args, resolve_factory
-from .results import RunFiles, read_manifest, read_samples, repair_run
+from .results import RunFiles, read_manifest, read_samples, read_timeline, repair_run
 from .rows import now_iso
 from .suite import Suite, validate_suite
 from .summary import summarise
-from .warnings import run_warnings
+from .warnings import gpu_run_warnings, other_process_warnings, run_warnings, sampler_warnings
 from .worker import WorkerConfig
 
 EventHandler = Callable[..., None]
@@ -189,6 +189,7 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
     finally:
         manifest["workers"] = manifest.get("workers", []) + slot.workers
         manifest["baseline_drift"] = manifest.get("baseline_drift", []) + slot.drift
+        manifest["sampler"] = slot.sampler
         _finish(files, manifest, status, emit)
     samples = read_samples(files.dir)
     failed = int(((samples["stage"] == "total") & (samples["status"] != "ok")).sum())
@@ -205,6 +206,20 @@ class _WorkerSlot:
         self.reference_baseline: int | None = None
         self.workers: list[dict] = []   # what each worker reported when ready
         self.drift: list[dict] = []     # workers replaced because memory did not come back
+        self.sampler: dict = {"util_sources": [], "errors": [], "source_changes": [], "fallback_reason": None,
+                              "other_gpu_pids": []}
+
+    def note_diagnostics(self, diagnostics: dict) -> None:
+        """Accumulate the sampler's notes over workers, each item once."""
+        if not diagnostics:
+            return
+        notes = self.sampler
+        for key, item in (("util_sources", diagnostics["util_source"]),):
+            if item not in notes[key]:
+                notes[key].append(item)
+        for key in ("errors", "source_changes", "other_gpu_pids"):
+            notes[key].extend(x for x in diagnostics[key] if x not in notes[key])
+        notes["fallback_reason"] = notes["fallback_reason"] or diagnostics["fallback_reason"]
 
     def get(self, case: Case) -> LocalWorker:
         if self.worker is None or self.worker.config.pipeline_args != case.pipeline_args:
@@ -255,6 +270,7 @@ def _run_cases(slot: "_WorkerSlot", cases: list[Case], files: RunFiles, emit: Ev
             emit("case_end", case=case, index=offset + index, total=total, rows=outcome.rows,
                  worker_lost=outcome.worker_lost)
             slot.after_case(case, outcome.baseline_after, outcome.worker_lost)
+            slot.note_diagnostics(outcome.diagnostics)
     except BaseException:
         slot.kill()  # abandon the case in progress: no partial rows, it runs again on --resume
         raise
@@ -275,11 +291,22 @@ def _manifest(suite: Suite, run_id: str, device: str, argv: list[str], notes: li
     }
 
 
+def _sampler_warnings(manifest: dict) -> list:
+    notes = manifest.get("sampler") or {}
+    if not notes:
+        return []
+    sources = notes["util_sources"]
+    found = sampler_warnings(notes["errors"], notes["source_changes"], sources[-1] if sources else "off",
+                             notes["fallback_reason"])
+    return found + other_process_warnings(notes["other_gpu_pids"])
+
+
 def _finish(files: RunFiles, manifest: dict, status: str, emit: EventHandler) -> None:
     samples = read_samples(files.dir)
     summary = summarise(samples)
     files.write_summary(summary)
-    manifest["warnings"] = manifest.get("environment_warnings", []) + [w.__dict__ for w in run_warnings(summary)]
+    found = run_warnings(summary) + gpu_run_warnings(read_timeline(files.dir)) + _sampler_warnings(manifest)
+    manifest["warnings"] = manifest.get("environment_warnings", []) + [w.__dict__ for w in found]
     manifest.update(status=status, ended_at=now_iso())
     files.write_manifest(manifest)
     emit("finished", status=status, run_dir=files.dir, warnings=manifest["warnings"], summary=summary)

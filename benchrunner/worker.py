@@ -134,7 +134,21 @@ class Worker:
                 if repeat >= 0:
                     windows.append((repeat, *window))
                     send(("repeat", repeat_rows(case, self.stages, measurement)))
-        send(("case_done", self._timeline(case, case_start_ms, windows), self._baseline_after()))
+        send(("case_done", self._timeline(case, case_start_ms, windows), self._baseline_after(),
+              self.diagnostics()))
+
+    def diagnostics(self) -> dict[str, Any]:
+        """What the sampler's backend had to say so far: failed queries, source changes, why it
+        fell back to the CPU, and other processes seen on the GPU."""
+        backend = self.sampler.backend if self.sampler else None
+        others = backend.other_processes(os.getpid()) if hasattr(backend, "other_processes") else []
+        return {
+            "util_source": self.sampler.util_source if self.sampler else "off",
+            "errors": list(getattr(backend, "errors", [])) + (self.sampler.errors if self.sampler else []),
+            "source_changes": [list(c) for c in getattr(backend, "source_changes", [])],
+            "fallback_reason": getattr(backend, "fallback_reason", None),
+            "other_gpu_pids": others,
+        }
 
     def _baseline_after(self) -> int:
         """Memory held after the case, less the kept single-pass references: what must come

@@ -31,6 +31,7 @@ class CaseOutcome:
     timeline: list[dict] = field(default_factory=list)
     worker_lost: str | None = None  # "timeout" or "crash" when the worker had to be replaced
     baseline_after: int | None = None  # the worker's memory after the case (see worker._baseline_after)
+    diagnostics: dict = field(default_factory=dict)  # the sampler's notes (see Worker.diagnostics)
 
 
 def exit_description(exitcode: int | None) -> str:
@@ -111,7 +112,7 @@ class LocalWorker:
             elif kind == "repeat":
                 outcome.rows += message[1]
             elif kind == "case_done":
-                outcome.timeline, outcome.baseline_after = message[1], message[2]
+                outcome.timeline, outcome.baseline_after, outcome.diagnostics = message[1], message[2], message[3]
                 return outcome
 
     def stop(self) -> None:

@@ -7,9 +7,7 @@ usable the sampler measures CPU (``util_source = cpu``) and says why in ``fallba
 from __future__ import annotations
 
 import os
-from typing import Callable
-
-import torch
+from typing import Any, Callable
 
 from .nvml_backend import GpuBackend, NvmlUnavailable, open_gpu_backend
 from .sampler import CpuBackend
@@ -17,16 +15,22 @@ from .sampler import CpuBackend
 GPM_MIN_INTERVAL_S = 0.105  # GPM needs two samples more than 100 ms apart; leave room for jitter
 
 
-def _open(device: str) -> GpuBackend:
+def torch_device_identity(device: str) -> tuple[int, str | None]:
+    """The CUDA device index and its UUID (as torch reports it), to find the same GPU in NVML
+    whatever CUDA_DEVICE_ORDER says."""
+    import torch
+
     index = torch.device(device).index or 0
     uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
-    return open_gpu_backend(device_index=index, device_uuid=str(uuid) if uuid is not None else None)
+    return index, (str(uuid) if uuid is not None else None)
 
 
-def open_sampler_backend(device: str):
+def open_sampler_backend(device: str, *, nvml: Any = None,
+                         identity: Callable[[str], tuple[int, str | None]] = torch_device_identity):
     """The GPU backend for ``device``, or :class:`CpuBackend` with the reason attached."""
     try:
-        backend = _open(device)
+        index, uuid = identity(device)
+        backend = open_gpu_backend(device_index=index, device_uuid=uuid, nvml=nvml)
     except NvmlUnavailable as exc:
         fallback = CpuBackend()
         fallback.fallback_reason = f"NVML unavailable ({exc}); utilisation is the CPU's"
@@ -36,11 +40,14 @@ def open_sampler_backend(device: str):
     return backend
 
 
-def process_device_bytes_reader(device: str) -> Callable[[], int | None] | None:
+def process_device_bytes_reader(device: str, *, nvml: Any = None,
+                                identity: Callable[[str], tuple[int, str | None]] = torch_device_identity
+                                ) -> Callable[[], int | None] | None:
     """A function returning this process's device memory per NVML (CUDA context included),
     or None when NVML cannot be opened (the column then stays blank)."""
     try:
-        backend = _open(device)
+        index, uuid = identity(device)
+        backend: GpuBackend = open_gpu_backend(device_index=index, device_uuid=uuid, nvml=nvml)
     except NvmlUnavailable:
         return None
     pid = os.getpid()
