@@ -168,3 +168,4 @@ def env(as_json):
         click.echo(f"warning: {warning.message} (fix: {warning.fix})")
 
 
+from .cli_profile import register as _register_profile; _register_profile(main)  # noqa: E402
