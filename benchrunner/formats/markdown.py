@@ -1,0 +1,26 @@
+"""GitHub-flavoured Markdown: a heading, notes as paragraphs, one pipe table."""
+
+from __future__ import annotations
+
+from . import Document
+
+
+def render(doc: Document, *, color: bool = False) -> str:
+    columns = doc.table_columns()
+    lines = [f"### {_escape(doc.title)}", ""]
+    lines.extend(f"{_escape(line)}  " for line in doc.before)
+    if doc.before:
+        lines.append("")
+    if columns:
+        lines.append("| " + " | ".join(_escape(c.title) for c in columns) + " |")
+        lines.append("|" + "|".join("---:" if c.align == "right" else ":---" for c in columns) + "|")
+        for record in doc.records:
+            lines.append("| " + " | ".join(_escape(c.text(record)) for c in columns) + " |")
+    if doc.after:
+        lines.append("")
+        lines.extend(f"- {_escape(line)}" for line in doc.after)
+    return "\n".join(lines)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")
