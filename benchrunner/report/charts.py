@@ -1,0 +1,217 @@
+"""Matplotlib charts of the report model, drawn without pyplot (no global state) and
+rendered deterministically: a fixed SVG hash salt, no dates or creator in the metadata.
+
+SVG for the HTML page (text as paths, so it needs no font), PNG at 200 dpi for the PDF.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+
+import matplotlib
+from matplotlib.figure import Figure
+
+from .fonts import matplotlib_families
+from .model import Chart
+
+PNG_DPI = 200
+WIDTH_IN = 10.0
+SVG_METADATA = {"Creator": None, "Date": None, "Format": None, "Type": None}
+PNG_METADATA = {"Software": None}
+MODE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+                "#7f7f7f", "#d62728"]
+STAGE_COLOURS = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f"]
+FAIL_COLOUR = "#c62828"
+
+
+def _style() -> dict:
+    return {"svg.hashsalt": "benchrunner-report", "svg.fonttype": "path", "font.size": 9,
+            "font.family": matplotlib_families(), "axes.titlesize": 10, "axes.spines.top": False,
+            "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 8,
+            "legend.frameon": False}
+
+
+def _nan(values):
+    return [math.nan if v is None else v for v in values]
+
+
+def _time_scale(values) -> tuple[str, float]:
+    largest = max((v for v in values if v is not None), default=0.0)
+    if largest >= 120_000:
+        return "min", 60_000.0
+    return ("s", 1000.0) if largest >= 10_000 else ("ms", 1.0)
+
+
+def _latency(fig: Figure, data: dict) -> None:
+    ax = fig.add_subplot()
+    unit, scale = _time_scale([v for s in data["series"] for v in s["p50"] + s["p90"]])
+    for i, s in enumerate(data["series"]):
+        colour = MODE_COLOURS[i % len(MODE_COLOURS)]
+        x = s["clip_s"]
+        ax.plot(x, [v / scale for v in _nan(s["p50"])], marker="o", ms=4, color=colour, label=s["label"])
+        dead = [c for c, v in zip(x, s["p50"]) if v is None]
+        if dead:
+            ax.scatter(dead, [0] * len(dead), marker="x", s=50, color=colour, clip_on=False, zorder=3)
+        lo, hi = _nan(s["p10"]), _nan(s["p90"])
+        if any(not math.isnan(v) for v in lo):
+            ax.fill_between(x, [v / scale for v in lo], [v / scale for v in hi], color=colour, alpha=0.12, lw=0)
+    clips = sorted({c for s in data["series"] for c in s["clip_s"]})
+    ax.set_xticks(clips, [f"{c:g}" for c in clips])
+    ax.set(xlabel="Clip length (s)", ylabel=f"End-to-end latency, median ({unit})")
+    ax.set_ylim(bottom=0)
+    if any(v is None for s in data["series"] for v in s["p50"]):
+        ax.scatter([], [], marker="x", color="black", label="x: no successful repeat")
+    ax.legend(loc="upper left", ncols=2)
+
+
+def _stages(fig: Figure, data: dict) -> None:
+    panels = data["panels"]
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    top = max((sum(v or 0 for v in vals) for p in panels for vals in zip(*p["values"].values())), default=0.0)
+    unit, scale = _time_scale([top])
+    top = top or 1.0
+    axes = fig.subplots(rows, cols, sharey=True, squeeze=False).ravel()
+    for ax, panel in zip(axes, panels):
+        _stage_panel(ax, panel, data["stages"], scale, top / scale)
+        ax.set_ylabel(f"Median latency ({unit})" if ax.get_subplotspec().is_first_col() else "")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(labels))
+
+
+def _stage_panel(ax, panel: dict, stages: list[str], scale: float, top: float) -> None:
+    x = list(range(len(panel["clips"])))
+    bottom = [0.0] * len(x)
+    for j, stage in enumerate(stages):
+        heights = [(v or 0.0) / scale for v in panel["values"][stage]]
+        ax.bar(x, heights, bottom=bottom, color=STAGE_COLOURS[j % len(STAGE_COLOURS)], label=stage, width=0.7)
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    for xi, b, failed in zip(x, bottom, panel["failed"]):
+        if failed:
+            text = failed if b else f"{failed}\nfailed"
+            ax.text(xi, b + top * 0.02, text, ha="center", va="bottom", color=FAIL_COLOUR, fontsize=7)
+    ax.set_xticks(x, [f"{c:g}" for c in panel["clips"]])
+    ax.set_title(panel["label"])
+    ax.set_xlabel("Clip length (s)")
+    ax.set_ylim(0, top * 1.15)
+    ax.grid(axis="x", visible=False)
+
+
+def _memory(fig: Figure, data: dict) -> None:
+    ax = fig.add_subplot()
+    for i, s in enumerate(data["series"]):
+        colour = MODE_COLOURS[i % len(MODE_COLOURS)]
+        ax.plot(s["clip_s"], _nan(s["peak"]), marker="o", ms=4, color=colour, label=s["label"])
+        bad = [(x, y) for x, y, f in zip(s["clip_s"], s["peak"], s["failed"]) if f and y is not None]
+        if bad:
+            ax.scatter(*zip(*bad), marker="x", s=60, color=FAIL_COLOUR, zorder=3)
+    if data["budget"] is not None:
+        ax.axhline(data["budget"], color=FAIL_COLOUR, ls="--", lw=1.2,
+                   label=f"budget {data['budget']:g} {data['unit']}")
+    clips = sorted({c for s in data["series"] for c in s["clip_s"]})
+    ax.set_xticks(clips, [f"{c:g}" for c in clips])
+    ax.set(xlabel="Clip length (s)", ylabel=f"Peak memory ({data['unit']})")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left", ncols=2)
+
+
+def _util(fig: Figure, data: dict) -> None:
+    ax = fig.add_subplot()
+    for i, s in enumerate(data["series"]):
+        ax.plot(s["t_s"], s["value"], lw=1.0, color=MODE_COLOURS[i % len(MODE_COLOURS)], label=s["label"])
+    ax.set(xlabel="Time since the case started (s)", ylabel=data["ylabel"], ylim=(0, 105))
+    ax.legend(loc="lower right")
+
+
+def _failure_cell(text: str) -> float:
+    k, _, n = text.partition("/")
+    return int(k) / int(n) if n and n.isdigit() and int(n) else math.nan
+
+
+def _failures(fig: Figure, data: dict) -> None:
+    ax = fig.add_subplot()
+    share = [[_failure_cell(c) for c in row] for row in data["cells"]]
+    ax.imshow(share, cmap="Reds", vmin=0, vmax=1.3, aspect="auto")
+    for r, row in enumerate(data["cells"]):
+        for c, text in enumerate(row):
+            value = share[r][c]
+            colour = "white" if value > 0.6 else "black" if value > 0 else "#9e9e9e"
+            ax.text(c, r, text, ha="center", va="center", fontsize=8, color=colour)
+    ax.set_xticks(range(len(data["clips"])), [f"{c:g} s" for c in data["clips"]])
+    ax.set_yticks(range(len(data["modes"])), data["modes"])
+    ax.grid(False)
+    ax.set_xlabel("Clip length")
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _sweep(fig: Figure, data: dict) -> None:
+    ax = fig.add_subplot()
+    unit, scale = _time_scale(data["total_ms"])
+    x = list(range(len(data["threshold_s"])))
+    heights = [(v or 0.0) / scale for v in data["total_ms"]]
+    colours = [MODE_COLOURS[2] if ok else "#bdbdbd" for ok in data["eligible"]]
+    bars = ax.bar(x, heights, color=colours, width=0.6)
+    for xi, bar, t, failures in zip(x, bars, data["threshold_s"], data["failures"]):
+        label = f"failures {failures}" + ("\nrecommended" if t == data["recommended"] else "")
+        ax.text(xi, bar.get_height(), label, ha="center", va="bottom", fontsize=8)
+        if t == data["recommended"]:
+            bar.set_edgecolor("black")
+            bar.set_linewidth(1.5)
+    ax.set_xticks(x, [f"{t:g} s" for t in data["threshold_s"]])
+    ax.set(xlabel="Hybrid threshold", ylabel=f"Total time over all clips ({unit})")
+    ax.set_ylim(0, max(heights or [1.0]) * 1.25)
+
+
+DRAW = {"latency": _latency, "stages": _stages, "memory": _memory, "util": _util, "failures": _failures,
+        "sweep": _sweep}
+
+
+def _height_in(chart: Chart) -> float:
+    if chart.key == "stages":
+        return 0.8 + 2.6 * math.ceil(len(chart.data["panels"]) / 3)
+    if chart.key == "failures":
+        return 1.0 + 0.38 * max(len(chart.data["modes"]), 2)
+    return 4.6
+
+
+def figure(chart: Chart) -> Figure:
+    fig = Figure(figsize=(WIDTH_IN, _height_in(chart)), layout="constrained")
+    DRAW[chart.key](fig, chart.data)
+    return fig
+
+
+def render(chart: Chart, kind: str) -> bytes:
+    """The chart as "svg" or "png" bytes; the same chart always gives the same bytes."""
+    with matplotlib.rc_context(_style()):
+        fig = figure(chart)
+        buffer = io.BytesIO()
+        if kind == "svg":
+            fig.savefig(buffer, format="svg", metadata=SVG_METADATA)
+        else:
+            fig.savefig(buffer, format="png", dpi=PNG_DPI, metadata=PNG_METADATA)
+    return buffer.getvalue()
+
+
+def size_in(chart: Chart) -> tuple[float, float]:
+    return WIDTH_IN, _height_in(chart)
+
+
+_ID = re.compile(r'id="([^"]+)"')
+
+
+def inline_svg(chart: Chart, index: int) -> str:
+    """SVG markup to embed in HTML: no XML prolog, ids made unique per chart, scalable."""
+    text = render(chart, "svg").decode("utf-8")
+    text = text[text.index("<svg"):]
+    prefix = f"c{index}-"
+    for ident in sorted(set(_ID.findall(text)), key=len, reverse=True):
+        text = text.replace(f'id="{ident}"', f'id="{prefix}{ident}"').replace(f"#{ident})", f"#{prefix}{ident})")
+        text = text.replace(f'href="#{ident}"', f'href="#{prefix}{ident}"')
+    text = re.sub(r'<svg ([^>]*?)width="[^"]*" height="[^"]*"', r'<svg \1', text, count=1)
+    return text.replace("<svg ", f'<svg role="img" aria-label="{chart.key} chart" class="chart" ', 1)

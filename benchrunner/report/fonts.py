@@ -1,0 +1,79 @@
+"""Fonts that render Korean: an embedded TrueType font when one is installed, else
+reportlab's CID font (not embedded: the reader's PDF viewer needs a Korean font pack).
+
+Search order for the TrueType font: the BENCH_REPORT_FONT environment variable (a .ttf
+path; BENCH_REPORT_FONT_BOLD for its bold face), then Debian's fonts-nanum (NanumGothic).
+BENCH_REPORT_FONT=cid skips the search and uses the CID font (smaller files, not embedded).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+NANUM_DIRS = (Path("/usr/share/fonts/truetype/nanum"), Path("/usr/share/fonts/nanum"),
+              Path.home() / ".local/share/fonts", Path("/Library/Fonts"), Path("C:/Windows/Fonts"))
+CID_FONT = "HYSMyeongJo-Medium"
+
+
+@dataclass(frozen=True)
+class PdfFonts:
+    regular: str
+    bold: str
+    mono: str
+    korean: str  # the font any Hangul run is set in
+    embedded: bool
+    note: str  # what a reader needs, for the appendix and the README
+
+
+def _ttf_paths() -> tuple[Path, Path] | None:
+    configured = os.environ.get("BENCH_REPORT_FONT")
+    if configured == "cid":
+        return None
+    if configured and Path(configured).is_file():
+        bold = os.environ.get("BENCH_REPORT_FONT_BOLD") or configured
+        return Path(configured), Path(bold) if Path(bold).is_file() else Path(configured)
+    for folder in NANUM_DIRS:
+        regular = folder / "NanumGothic.ttf"
+        if regular.is_file():
+            bold = folder / "NanumGothicBold.ttf"
+            return regular, bold if bold.is_file() else regular
+    return None
+
+
+@lru_cache(maxsize=1)
+def pdf_fonts() -> PdfFonts:
+    """Register the fonts with reportlab once per process and say which were used."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    paths = _ttf_paths()
+    if paths is not None:
+        pdfmetrics.registerFont(TTFont("Report-Regular", str(paths[0])))
+        pdfmetrics.registerFont(TTFont("Report-Bold", str(paths[1])))
+        note = f"Korean text is set in {paths[0].stem} (embedded); no font is needed to read it."
+        return PdfFonts("Report-Regular", "Report-Bold", "Courier", "Report-Regular", True, note)
+    pdfmetrics.registerFont(UnicodeCIDFont(CID_FONT))
+    note = (f"Korean text uses the CID font {CID_FONT}, which is not embedded: readers need a viewer "
+            "with Adobe's Korean font pack (Acrobat Reader's 'Asian and extended language' pack, or "
+            "poppler-data on Linux). Install fonts-nanum before rendering to embed NanumGothic instead.")
+    return PdfFonts("Helvetica", "Helvetica-Bold", "Courier", CID_FONT, False, note)
+
+
+def matplotlib_families() -> list[str]:
+    """DejaVu Sans first, with a Korean fallback when one is installed (for user labels)."""
+    paths = _ttf_paths()
+    if paths is None:
+        return ["DejaVu Sans"]
+    from matplotlib import font_manager
+
+    _add_font(font_manager, str(paths[0]))
+    return ["DejaVu Sans", font_manager.FontProperties(fname=str(paths[0])).get_name()]
+
+
+@lru_cache(maxsize=4)
+def _add_font(font_manager, path: str) -> None:
+    font_manager.fontManager.addfont(path)

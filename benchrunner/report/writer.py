@@ -1,0 +1,82 @@
+"""``bench report``'s core: build the model once, write each requested format from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from .model import ReportModel, build_model
+
+FORMATS = ("pdf", "html", "md")
+PROSE_FILE = "research_log.toml"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    model: ReportModel
+    out_dir: Path
+    paths: list[Path]
+
+
+def _out_dir(out: Path | None, run_id: str) -> Path:
+    folder = Path(out) if out is not None else Path("reports") / run_id
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out: {folder}: cannot create the folder ({exc.strerror})") from None
+    return folder
+
+
+def _prose_path(run_dir: Path, prose: Path | None) -> Path | None:
+    if prose is not None:
+        return prose
+    default = run_dir / PROSE_FILE
+    return default if default.is_file() else None
+
+
+def write_reports(run: str | Path, *, against: str | Path | None = None, formats: tuple[str, ...] = FORMATS,
+                  research_log: str | None = "ko", out: Path | None = None,
+                  prose: Path | None = None) -> ReportFiles:
+    """Write report.pdf / report.html / report.md and research_log.<lang>.md / .html into
+    ``out`` (default reports/<run_id>/). ``prose`` is the research log's TOML (default:
+    research_log.toml in the run folder, when there is one)."""
+    from .model import resolve_run_dir
+    from .research_log import LANGS, build_log, load_prose
+
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(f"format: {unknown[0]!r} is not a report format (expected one of {', '.join(FORMATS)})")
+    if research_log is not None and research_log not in LANGS:
+        raise UserError(f"--research-log: {research_log!r} is not a language (expected ko or en)")
+    prose_fields = load_prose(_prose_path(resolve_run_dir(run), prose)) if research_log else {}
+    model = build_model(run, against=against)
+    folder = _out_dir(out, model.run_id)
+    paths = [_write_format(model, fmt, folder) for fmt in FORMATS if fmt in formats]
+    if research_log:
+        paths += _write_log(build_log(model, research_log, prose_fields), folder)
+    return ReportFiles(model, folder, paths)
+
+
+def _write_format(model: ReportModel, fmt: str, folder: Path) -> Path:
+    if fmt == "pdf":
+        from .pdf import render_pdf
+
+        return render_pdf(model, folder / "report.pdf")
+    if fmt == "html":
+        from .html import write_html
+
+        return write_html(model, folder / "report.html")
+    from .markdown import write_markdown
+
+    return write_markdown(model, folder / "report.md")
+
+
+def _write_log(log, folder: Path) -> list[Path]:
+    from .research_log import render_log_html, render_log_markdown
+
+    md_path = folder / f"research_log.{log.lang}.md"
+    html_path = folder / f"research_log.{log.lang}.html"
+    md_path.write_text(render_log_markdown(log), encoding="utf-8")
+    html_path.write_text(render_log_html(log), encoding="utf-8")
+    return [md_path, html_path]
