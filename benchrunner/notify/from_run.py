@@ -1,0 +1,49 @@
+"""The digest's figures, read from a run folder's summary (reports never re-measure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..measure.environment import environment_summary
+from ..results import TOTAL_STAGE, read_manifest, read_summary
+from .digest import DigestInput, ModeFigures
+
+
+def _mode_label(row) -> str:
+    threshold = row["threshold_s"]
+    return f"{row['mode']}@{float(threshold):g}" if pd.notna(threshold) else str(row["mode"])
+
+
+def _number(value) -> float | None:
+    return None if pd.isna(value) else float(value)
+
+
+def mode_figures(summary: pd.DataFrame) -> list[ModeFigures]:
+    """One entry per variant and mode: latency and utilisation at the longest clip length
+    (named in the label), peak memory over all lengths, failures k/n over all repeats."""
+    totals = summary[summary["stage"] == TOTAL_STAGE].copy()
+    if totals.empty:
+        return []
+    totals["label"] = totals.apply(_mode_label, axis=1)
+    several_variants = totals["variant"].nunique() > 1
+    figures = []
+    for (variant, label), rows in totals.groupby(["variant", "label"], sort=False):
+        longest = rows.loc[rows["clip_s"].idxmax()]
+        name = f"{variant}/{label}" if several_variants else label
+        figures.append(ModeFigures(
+            mode=f"{name} at {float(longest['clip_s']):g} s", p50_ms=_number(longest["latency_p50_ms"]),
+            p99_ms=_number(longest["latency_p99_ms"]),
+            peak_mem_bytes=_number(pd.to_numeric(rows["peak_mem_bytes"], errors="coerce").max()),
+            util_pct=_number(longest["util_mean_pct"]), util_source=str(longest["util_source"] or "cpu"),
+            failures=int(rows["failures"].sum()), runs=int(rows["n_total"].sum())))
+    return figures
+
+
+def digest_input(run_dir: Path, alerts: list[str], report_name: str | None = None) -> DigestInput:
+    manifest = read_manifest(run_dir)
+    env = environment_summary(manifest.get("environment") or {})
+    return DigestInput(suite=manifest["suite"]["name"], run_id=manifest["run_id"], commit=env.get("commit"),
+                       gpu=env.get("gpu"), modes=mode_figures(read_summary(run_dir)), alerts=alerts,
+                       report_name=report_name)
