@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import UserError
+from .suite import parse_budgets
 from .results import TOTAL_STAGE
 
 GIB = 2.0**30
@@ -50,11 +51,9 @@ class BudgetResult:
 
 def budgets_from_manifest(manifest: dict) -> list:
     """The suite's budgets (suite.Budget) as the run loaded them, parsed by suite.py's rules."""
-    from .suite import _budgets, _Reader  # suite.py owns the budget syntax (it imports torch: kept lazy)
-
     raw = ((manifest.get("suite") or {}).get("as_loaded")) or {}
     source = str((manifest.get("suite") or {}).get("path") or "manifest.json")
-    return _budgets(_Reader(source, raw))
+    return parse_budgets(raw, source)
 
 
 def check_budgets(summary: pd.DataFrame, budgets: list) -> list[BudgetResult]:

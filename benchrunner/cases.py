@@ -7,7 +7,7 @@ from typing import Any
 
 from .errors import UserError
 from .inputs import InputRef, bucket_inputs
-from .modes import ModeSpec
+from .modespec import ModeSpec
 from .suite import ChunkConfig, Suite
 
 

@@ -25,10 +25,11 @@ import pandas as pd
 
 from . import stats
 from .errors import UserError
+from .failures import OK
+from .modespec import MODE_TEXT
 from .results import CASE_KEY, TOTAL_STAGE
 from .runs import RunData, is_run_ref, load_run
 
-OK_STATUS = "ok"  # failures.OK, repeated here because failures.py imports torch
 ENV_FIELDS = ("gpu", "driver", "cuda", "torch", "commit", "cpu_model", "python")
 N_BOOT = 2000
 CONF = 0.95
@@ -115,8 +116,7 @@ def ratio_verdict(ratio: float, ci_low: float, ci_high: float, *, metric: str, m
 
 # --- choosing A and B ------------------------------------------------------------------
 
-_MODE_PATTERN = re.compile(r"^(?:(?P<variant>[^/@]+)/)?(?P<kind>single|chunked|hybrid)"
-                           r"(?:@(?P<threshold>\d+(?:\.\d+)?))?$")
+_MODE_PATTERN = re.compile(rf"^(?:(?P<variant>[^/@]+)/)?{MODE_TEXT}$")
 
 
 @dataclass(frozen=True)
@@ -323,14 +323,14 @@ def _row(case_a: pd.DataFrame, case_b: pd.DataFrame, *, clip_s: float, stage: st
 
 
 def _ok_values(case: pd.DataFrame, column: str, stage: str) -> np.ndarray:
-    picked = case[(case["stage"] == stage) & (case["status"] == OK_STATUS)]
+    picked = case[(case["stage"] == stage) & (case["status"] == OK)]
     values = pd.to_numeric(picked[column], errors="coerce").to_numpy(dtype=float)
     return values[np.isfinite(values)]
 
 
 def _failure_counts(case: pd.DataFrame) -> tuple[int, int]:
     totals = case[case["stage"] == TOTAL_STAGE]
-    return int((totals["status"] != OK_STATUS).sum()), int(len(totals))
+    return int((totals["status"] != OK).sum()), int(len(totals))
 
 
 def _cases(samples: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
@@ -427,7 +427,7 @@ def _same_path_note(cases_a: dict, cases_b: dict, common: list[tuple], a_label: 
 
 
 def _executed(case: pd.DataFrame) -> str:
-    paths = {str(v) for v in case.loc[case["status"] == OK_STATUS, "executed_as"].dropna() if str(v)}
+    paths = {str(v) for v in case.loc[case["status"] == OK, "executed_as"].dropna() if str(v)}
     return "+".join(sorted(paths))
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gc
 
-import torch
-
 OK, OOM, ERROR, TIMEOUT, CRASH = "ok", "oom", "error", "timeout", "crash"
 STATUSES = (OK, OOM, ERROR, TIMEOUT, CRASH)
 FAILURE_KINDS = (OOM, ERROR, TIMEOUT, CRASH)
@@ -16,6 +14,8 @@ _OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memo
 def classify_exception(exc: BaseException) -> str:
     """``oom`` for CUDA OutOfMemoryError, MemoryError and allocator failures; else ``error``.
     A wrapper that carries the original exception as ``cause`` is classified by it."""
+    import torch
+
     exc = getattr(exc, "cause", exc)
     if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
         return OOM
@@ -38,6 +38,8 @@ def describe_exception(exc: BaseException, limit: int = 300) -> str:
 def free_memory() -> None:
     """Collect garbage and return cached device memory. Call outside any ``except`` block,
     so the traceback no longer keeps the failed step's tensors alive."""
+    import torch
+
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

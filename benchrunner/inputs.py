@@ -16,11 +16,16 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from .errors import UserError
-from .pipeline import Pipeline
+
+if TYPE_CHECKING:
+    import torch
+
+    from .pipeline import Pipeline
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 
@@ -76,6 +81,8 @@ def _load_file_clip(path: Path, pipeline: Pipeline, seed: int) -> dict[str, torc
         ratio = Fraction(pipeline.sample_rate, rate).limit_denominator(1000)
         mono = resample_poly(mono, ratio.numerator, ratio.denominator).astype(np.float32)
     duration_s = len(mono) / pipeline.sample_rate
+    import torch
+
     clip = pipeline.make_clip(duration_s, seed)
     clip["audio"] = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0)
     frames_path = path.with_suffix(".npy")
@@ -85,6 +92,8 @@ def _load_file_clip(path: Path, pipeline: Pipeline, seed: int) -> dict[str, torc
 
 
 def _load_frames(path: Path) -> torch.Tensor:
+    import torch
+
     frames = np.load(path)
     if frames.ndim != 4:
         raise UserError(f"{path}: frames: shape {frames.shape} (expected (F, H, W, 3) or (F, 3, H, W))")

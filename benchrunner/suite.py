@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from .errors import UserError
 from .inputs import AUDIO_SUFFIXES
-from .modes import ModeSpec, parse_mode
+from .modespec import ModeSpec, parse_mode
 
 DEFAULT_PIPELINE = "benchrunner.pipelines.reference:build"
 DEVICES = ("auto", "cpu", "cuda")
@@ -282,6 +282,11 @@ def _is_mode(v: Any) -> bool:
         return isinstance(v, str) and parse_mode(v) is not None
     except ValueError:
         return False
+
+
+def parse_budgets(raw: dict[str, Any], source: str) -> list[Budget]:
+    """The ``budgets`` of a suite's raw TOML dict (as a manifest keeps it), by the suite's rules."""
+    return _budgets(_Reader(source, raw))
 
 
 def _budgets(r: _Reader) -> list[Budget]:

@@ -31,10 +31,10 @@ import pandas as pd
 
 from . import stats
 from .errors import UserError
+from .failures import OK
 from .results import TOTAL_STAGE
 
 GIB = 2.0**30
-OK_STATUS = "ok"  # failures.OK (failures.py imports torch)
 SOURCES = ("auto", "hybrid", "composition")
 
 
@@ -201,8 +201,8 @@ def _threshold_row(c: _Candidate, clips: list[float], figures: dict[str, tuple],
     failures = runs = 0
     for clip_s in clips:
         rows = c.cases[clip_s]
-        ok = pd.to_numeric(rows.loc[rows["status"] == OK_STATUS, "latency_ms"], errors="coerce").dropna()
-        failures += int((rows["status"] != OK_STATUS).sum())
+        ok = pd.to_numeric(rows.loc[rows["status"] == OK, "latency_ms"], errors="coerce").dropna()
+        failures += int((rows["status"] != OK).sum())
         runs += len(rows)
         if rows.empty:
             problems.append(f"not run at {clip_s:g} s")
@@ -223,7 +223,7 @@ def _failure_kinds(c: _Candidate, clips: list[float]) -> str:
     found = []
     for clip_s in clips:
         rows = c.cases[clip_s]
-        for status in sorted(set(rows.loc[rows["status"] != OK_STATUS, "status"])):
+        for status in sorted(set(rows.loc[rows["status"] != OK, "status"])):
             found.append(f"{status} at {clip_s:g} s")
     return ", ".join(found)
 
@@ -318,12 +318,12 @@ def _separation(rec_c: _Candidate, up_c: _Candidate, rec: ThresholdRow, up: Thre
 
 def _path_at(c: _Candidate, clip_s: float) -> str:
     rows = c.cases[clip_s]
-    return "+".join(sorted({str(v) for v in rows.loc[rows["status"] == OK_STATUS, "executed_as"].dropna()
+    return "+".join(sorted({str(v) for v in rows.loc[rows["status"] == OK, "executed_as"].dropna()
                             if str(v)})) or "?"
 
 
 def _ok_latency(rows: pd.DataFrame) -> np.ndarray:
-    values = pd.to_numeric(rows.loc[rows["status"] == OK_STATUS, "latency_ms"], errors="coerce")
+    values = pd.to_numeric(rows.loc[rows["status"] == OK, "latency_ms"], errors="coerce")
     return values.dropna().to_numpy(dtype=float)
 
 
@@ -377,16 +377,16 @@ def _model_dict(fit: stats.PowerFit, points: dict[float, float], totals: pd.Data
 
 
 def _single_peaks(totals: pd.DataFrame) -> dict[float, float]:
-    ok = totals[(totals["status"] == OK_STATUS) & (totals["mode"] == "single")]
+    ok = totals[(totals["status"] == OK) & (totals["mode"] == "single")]
     if ok.empty:  # fall back to hybrid cases that ran a single pass
-        ok = totals[(totals["status"] == OK_STATUS) & (totals["executed_as"] == "single")]
+        ok = totals[(totals["status"] == OK) & (totals["executed_as"] == "single")]
     peaks = pd.to_numeric(ok["peak_mem_bytes"], errors="coerce")
     grouped = peaks.groupby(ok["clip_s"].astype(float)).max().dropna()
     return {float(c): float(v) for c, v in grouped.sort_index().items()}
 
 
 def _single_failures(totals: pd.DataFrame) -> list[float]:
-    failed = totals[(totals["status"] != OK_STATUS) & (totals["mode"] == "single")]
+    failed = totals[(totals["status"] != OK) & (totals["mode"] == "single")]
     return sorted(float(c) for c in failed["clip_s"].unique())
 
 

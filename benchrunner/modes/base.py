@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..pipeline import Pipeline
+from ..modespec import MODE_KINDS, ModeSpec, parse_mode  # noqa: F401 (re-exported)
 
-MODE_KINDS = ("single", "chunked", "hybrid")
-_MODE_PATTERN = re.compile(r"^(single|chunked|hybrid)(?:@(\d+(?:\.\d+)?))?$")
-
-
-@dataclass(frozen=True)
-class ModeSpec:
-    """A mode as a suite names it: ``single``, ``chunked`` or ``hybrid@32``."""
-
-    kind: str
-    threshold_s: float | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind}@{self.threshold_s:g}" if self.threshold_s is not None else self.kind
-
-
-def parse_mode(text: str) -> ModeSpec:
-    match = _MODE_PATTERN.match(text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a mode (expected single, chunked, hybrid or hybrid@SECONDS)")
-    kind, threshold = match.group(1), match.group(2)
-    if threshold is not None and kind != "hybrid":
-        raise ValueError(f"{text!r}: only hybrid takes a threshold (expected e.g. hybrid@32)")
-    return ModeSpec(kind, float(threshold) if threshold is not None else None)
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
 
 
 class StageTimer(Protocol):
@@ -88,5 +65,3 @@ def run_stages(pipeline: Pipeline, value: Any, timer: StageTimer, label: str, su
                 raise StageFailed(stage.name, exc) from exc
     return value
 
-
-ModeRunner = Callable[[Pipeline, dict, float, StageTimer], ModeResult]
