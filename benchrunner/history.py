@@ -38,6 +38,7 @@ from .changepoint import detect_changes
 from .errors import UserError
 from .measure.environment import SUMMARY_FIELDS, environment_summary
 from .results import TOTAL_STAGE, read_manifest, read_summary
+from .runs import parse_time
 
 DB_ENV = "BENCH_DB_URL"
 DONE_STATUSES = ("finished", "interrupted")
@@ -459,14 +460,8 @@ def _plain(value: Any) -> Any:
 
 
 def _utc_iso(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    parsed = parsed if parsed.tzinfo else parsed.astimezone()
-    return parsed.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    parsed = parse_time(value)
+    return parsed.astimezone(timezone.utc).isoformat(timespec="milliseconds") if parsed else None
 
 
 def _now() -> str:

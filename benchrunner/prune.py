@@ -10,7 +10,6 @@ database keeps its rows: pruning removes raw files, not the trend.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from .errors import LockedError, UserError
 from .locks import FileLock
+from .runs import parse_time, read_manifest_quietly
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -76,10 +76,10 @@ def _scan(results_dir: Path, result: PruneResult) -> list[RunFolder]:
 
 def _read_folder(path: Path) -> RunFolder | str:
     """The run folder at ``path``, or why it cannot be placed (then it is left alone)."""
-    manifest = _manifest(path)
+    manifest = read_manifest_quietly(path)
     if manifest is None:
         return "unreadable manifest.json"
-    suite, started = (manifest.get("suite") or {}).get("name"), _time(manifest.get("started_at"))
+    suite, started = (manifest.get("suite") or {}).get("name"), parse_time(manifest.get("started_at"))
     if not suite or started is None:
         return "manifest without suite name or started_at"
     return RunFolder(path, str(suite), started, str(manifest.get("status") or ""))
@@ -105,7 +105,7 @@ def _prune_one(run: RunFolder, result: PruneResult) -> None:
 
 
 def _delete_locked(run: RunFolder, result: PruneResult) -> None:
-    manifest = _manifest(run.path) or {}
+    manifest = read_manifest_quietly(run.path) or {}
     if manifest.get("status") == "running":  # a resume started between the scan and the lock
         result.skipped.append((run.path, "status running"))
         return
@@ -133,22 +133,6 @@ def _dry_run_one(run: RunFolder, result: PruneResult) -> None:
     result.freed_bytes += _size(run.path)
 
 
-def _manifest(path: Path) -> dict | None:
-    try:
-        data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _time(value) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.astimezone()
 
 
 def _size(path: Path) -> int:

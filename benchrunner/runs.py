@@ -62,10 +62,10 @@ def latest_run(results_dir: Path) -> Path:
     """The finished or interrupted run with the newest started_at in ``results_dir``."""
     best: tuple[datetime, Path] | None = None
     for folder in _run_folders(results_dir):
-        manifest = _read_manifest_quietly(folder)
+        manifest = read_manifest_quietly(folder)
         if manifest is None or manifest.get("status") not in DONE_STATUSES:
             continue
-        started = _parse_time(manifest.get("started_at"))
+        started = parse_time(manifest.get("started_at"))
         if started is not None and (best is None or started > best[0]):
             best = (started, folder)
     if best is None:
@@ -104,7 +104,8 @@ def _run_folders(results_dir: Path) -> list[Path]:
     return [p for p in results_dir.iterdir() if p.is_dir() and (p / MANIFEST).is_file()]
 
 
-def _read_manifest_quietly(folder: Path) -> dict[str, Any] | None:
+def read_manifest_quietly(folder: Path) -> dict[str, Any] | None:
+    """The folder's manifest, or None when it is missing, unreadable or not a JSON object."""
     try:
         data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -112,7 +113,8 @@ def _read_manifest_quietly(folder: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _parse_time(text: Any) -> datetime | None:
+def parse_time(text: Any) -> datetime | None:
+    """An ISO-8601 time as an aware datetime (naive ones are taken as local time); None if not one."""
     if not isinstance(text, str):
         return None
     try:

@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from .nvml_backend import nvml_text
+
 FORMAT_VERSION = 1
 
 # Packages whose versions go into every manifest, besides benchrunner's own requirements
@@ -242,13 +244,6 @@ def _collect_memory() -> dict:
 # --- gpus --------------------------------------------------------------------------------
 
 
-def _text(value: Any) -> str | None:
-    """pynvml returns str (newer) or bytes (older)."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
 
 
 def _cuda_version_text(value: int | None) -> str | None:
@@ -285,7 +280,7 @@ def _gpus_from_nvml(nvml) -> list[dict]:
 
     nvml.nvmlInit()
     try:
-        driver = _text(query(nvml.nvmlSystemGetDriverVersion))
+        driver = nvml_text(query(nvml.nvmlSystemGetDriverVersion))
         cuda_driver = _cuda_version_text(query(nvml.nvmlSystemGetCudaDriverVersion))
         gpus = []
         for index in range(nvml.nvmlDeviceGetCount()):
@@ -294,9 +289,9 @@ def _gpus_from_nvml(nvml) -> list[dict]:
             memory = query(nvml.nvmlDeviceGetMemoryInfo, handle)
             gpus.append({
                 "index": index,
-                "name": _text(query(nvml.nvmlDeviceGetName, handle)),
-                "uuid": _text(query(nvml.nvmlDeviceGetUUID, handle)),
-                "pci_bus_id": _text(getattr(pci, "busId", None)),
+                "name": nvml_text(query(nvml.nvmlDeviceGetName, handle)),
+                "uuid": nvml_text(query(nvml.nvmlDeviceGetUUID, handle)),
+                "pci_bus_id": nvml_text(getattr(pci, "busId", None)),
                 "driver_version": driver,
                 "memory_total_bytes": int(memory.total) if memory is not None else None,
                 "cuda_driver_version": cuda_driver,

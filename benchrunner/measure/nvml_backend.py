@@ -341,7 +341,7 @@ def _handle_by_uuid(nvml: Any, uuid: str, count: int) -> Any:
     for i in range(count):
         try:
             h = nvml.nvmlDeviceGetHandleByIndex(i)
-            uuids.append(_text(nvml.nvmlDeviceGetUUID(h)))
+            uuids.append(nvml_text(nvml.nvmlDeviceGetUUID(h)))
             handles.append(h)
         except nvml.NVMLError:
             continue
@@ -449,10 +449,10 @@ class GpuBackend:
             driver = self._query("describe.driver_version", n.nvmlSystemGetDriverVersion)
             mem = self._query("describe.memory_total_bytes", n.nvmlDeviceGetMemoryInfo, h)
             return {
-                "name": _text(name),
-                "uuid": _text(uuid),
-                "pci_bus_id": _text(pci.busId) if pci is not None else None,
-                "driver_version": _text(driver),
+                "name": nvml_text(name),
+                "uuid": nvml_text(uuid),
+                "pci_bus_id": nvml_text(pci.busId) if pci is not None else None,
+                "driver_version": nvml_text(driver),
                 "memory_total_bytes": int(mem.total) if mem is not None else None,
                 "gpm_supported": self.gpm_supported,
                 "gpm_unsupported_reason": self.gpm_unsupported_reason,
@@ -701,7 +701,8 @@ def _error_name(exc: BaseException) -> str:
     return name[len("NVMLError_"):] if name.startswith("NVMLError_") else name
 
 
-def _text(value: Any) -> str | None:
+def nvml_text(value: Any) -> str | None:
+    """pynvml returns str (newer releases) or bytes (older ones)."""
     if value is None:
         return None
     if isinstance(value, bytes):
