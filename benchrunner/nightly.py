@@ -69,10 +69,11 @@ def run_nightly(suite: Suite, *, baseline: str = "last-good", channel: str | Non
         result.run_dir = _run_step(suite, results_dir, argv, on_event, result)
         if result.run_dir is None:
             return result
-        history = _history_step(db_url or default_db_url(results_dir), result)
+        db_url = db_url or default_db_url(results_dir)
+        history = _history_step(db_url, result)
         result.baseline = _baseline_step(history, baseline, suite, result, results_dir)
         _judge_step(history, suite, result)
-        _report_step(result, reports_dir)
+        _report_step(result, reports_dir, db_url)
         emit("note", text=f"report: {result.report_dir}") if result.report_dir else None
         _post_step(result, channel, thread_ts, dry_run, emit)
         _mark_step(history, result)
@@ -180,12 +181,12 @@ def _change_alerts(history, suite: Suite) -> list[str]:
     return alerts
 
 
-def _report_step(result: NightlyResult, reports_dir: Path) -> None:
+def _report_step(result: NightlyResult, reports_dir: Path, db_url: str | None = None) -> None:
     from .report.writer import write_reports
 
     run_id = read_manifest(result.run_dir)["run_id"]
     try:
-        written = write_reports(result.run_dir, against=result.baseline, out=reports_dir / run_id)
+        written = write_reports(result.run_dir, against=result.baseline, out=reports_dir / run_id, db_url=db_url)
         result.report_dir = written.out_dir
     except Exception as exc:  # a broken report must not stop the digest: it says so instead
         _fail(result, EXIT_REPORT, f"report: {type(exc).__name__}: {exc}")

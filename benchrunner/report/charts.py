@@ -168,8 +168,107 @@ def _sweep(fig: Figure, data: dict) -> None:
     ax.set_ylim(0, max(heights or [1.0]) * 1.25)
 
 
+CHANGE_COLOURS = {True: FAIL_COLOUR, False: "#2e7d32"}  # regression, improvement
+BUSY_COLOUR, IDLE_COLOUR = "#4e79a7", "#c9d6e3"
+
+
+def _trend(fig: Figure, data: dict) -> None:
+    panels = data["panels"]
+    cols = min(3, len(panels))
+    axes = fig.subplots(math.ceil(len(panels) / cols), cols, sharex=True, squeeze=False).ravel()
+    x = list(range(1, len(data["dates"]) + 1))
+    every = math.ceil(len(x) / (8 if cols < 3 else 5))
+    shown = [i for i in x if (len(x) - i) % every == 0]  # the last night always labelled
+    every_value = [v for p in panels for line in p["lines"] for v in line["values"] if v is not None]
+    unit, scale = _time_scale(every_value)
+    positive = [v for v in every_value if v > 0]
+    log = bool(positive) and max(positive) / min(positive) > 20  # one scale for every panel
+    for ax, panel in zip(axes, panels):
+        for line in panel["lines"]:
+            ax.plot(x, [v / scale for v in _nan(line["values"])], marker="o", ms=2.5, lw=1.2,
+                    color=MODE_COLOURS[line["colour"] % len(MODE_COLOURS)], label=line["label"])
+        for regression in (True, False):
+            marks = [c for c in panel["changes"] if c["regression"] is regression and c["value"] is not None]
+            if marks:
+                ax.scatter([c["night"] for c in marks], [c["value"] / scale for c in marks], s=70, zorder=4,
+                           marker="^" if regression else "v", color=CHANGE_COLOURS[regression],
+                           edgecolors="black", linewidths=0.6)
+        if data["this_night"]:
+            ax.axvline(data["this_night"], color="#546e7a", ls=":", lw=1.2)
+        _trend_y_axis(ax, [v / scale for line in panel["lines"] for v in line["values"] if v is not None], log)
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel(f"Latency p50 ({unit}{', log scale' if log else ''})")
+        ax.set_title(panel["label"])
+        ax.set_xticks(x, [data["dates"][i - 1] if i in shown else "" for i in x])
+        ax.set_xlim(0.5, len(x) + 0.5)
+        ax.xaxis.set_tick_params(labelbottom=True)
+        if ax.get_subplotspec().is_last_row():
+            ax.set_xlabel("Night (UTC date, month-day)")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    _trend_legend(fig, panels, data["this_night"])
+
+
+def _trend_y_axis(ax, values: list[float], log: bool) -> None:
+    """Linear from 0; or logarithmic with plain-number ticks, when the lines span more than 20x,
+    so that a short clip's 10 % step shows as clearly as a long clip's."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if not log:
+        ax.set_ylim(0, max(values or [1.0]) * 1.15)
+        return
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _trend_legend(fig: Figure, panels: list[dict], this_night: int | None) -> None:
+    from matplotlib.lines import Line2D
+
+    lines = {line["label"]: line["colour"] for panel in panels for line in panel["lines"]}
+    handles = [Line2D([], [], color=MODE_COLOURS[c % len(MODE_COLOURS)], marker="o", ms=3, label=label)
+               for label, c in sorted(lines.items(), key=lambda item: item[1])]
+    found = {c["regression"] for panel in panels for c in panel["changes"]}
+    for regression in (True, False):
+        if regression in found:
+            handles.append(Line2D([], [], ls="", marker="^" if regression else "v", ms=8, mec="black", mew=0.6,
+                                  color=CHANGE_COLOURS[regression],
+                                  label="change point: " + ("regression" if regression else "improvement")))
+    if this_night:
+        handles.append(Line2D([], [], color="#546e7a", ls=":", label="this run"))
+    fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 6))
+
+
+def _profile(fig: Figure, data: dict) -> None:
+    panels = data["panels"]
+    cols = min(2, len(panels))
+    axes = fig.subplots(math.ceil(len(panels) / cols), cols, sharex=True, squeeze=False).ravel()
+    top = max((b + i for p in panels for b, i in zip(p["busy_ms"], p["idle_ms"])), default=0.0) or 1.0
+    unit, scale = _time_scale([top])
+    for ax, panel in zip(axes, panels):
+        y = list(range(len(panel["regions"])))
+        busy = [v / scale for v in panel["busy_ms"]]
+        idle = [v / scale for v in panel["idle_ms"]]
+        ax.barh(y, busy, color=BUSY_COLOUR, height=0.6, label="busy")
+        ax.barh(y, idle, left=busy, color=IDLE_COLOUR, height=0.6, label="idle")
+        for yi, b, i, pct in zip(y, busy, idle, panel["busy_pct"]):
+            ax.text(b + i + top / scale * 0.01, yi, f"{pct} % busy", va="center", fontsize=7)
+        ax.set_yticks(y, panel["regions"])
+        ax.invert_yaxis()
+        ax.set_title(panel["title"])
+        ax.set_xlim(0, top / scale * 1.2)
+        ax.set_xlabel(f"Wall time per repeat ({unit})")
+        ax.grid(axis="y", visible=False)
+        ax.xaxis.set_tick_params(labelbottom=True)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=2)
+
+
 DRAW = {"latency": _latency, "stages": _stages, "memory": _memory, "util": _util, "failures": _failures,
-        "sweep": _sweep}
+        "sweep": _sweep, "trend": _trend, "profile": _profile}
 
 
 def _height_in(chart: Chart) -> float:
@@ -177,6 +276,12 @@ def _height_in(chart: Chart) -> float:
         return 0.8 + 2.6 * math.ceil(len(chart.data["panels"]) / 3)
     if chart.key == "failures":
         return 1.0 + 0.38 * max(len(chart.data["modes"]), 2)
+    if chart.key == "trend":
+        return 1.0 + 2.5 * math.ceil(len(chart.data["panels"]) / 3)
+    if chart.key == "profile":
+        panels = chart.data["panels"]
+        rows = max((len(p["regions"]) for p in panels), default=1)
+        return 0.8 + (0.7 + 0.28 * rows) * math.ceil(len(panels) / 2)
     return 4.6
 
 

@@ -123,3 +123,28 @@ def duration_ms(value: Any) -> str:
 def mode_label(mode: Any, threshold_s: Any) -> str:
     t = number(threshold_s)
     return str(mode) if t is None else f"{mode}@{t:g}"
+
+
+def relative(value: Any) -> str:
+    """A relative change (0.102) as a signed percentage: '+10.2 %'."""
+    v = number(value)
+    return "n/a" if v is None else f"{100 * v:+.1f} %"
+
+
+def p_value(value: Any) -> str:
+    v = number(value)
+    if v is None:
+        return "n/a"
+    return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def calls(value: Any) -> str:
+    """A count per repeat that may be fractional (1.5 calls a repeat): '3', '1.5'."""
+    v = number(value)
+    return "n/a" if v is None else f"{round(v, 2):g}"
+
+
+def signed_ms(value: Any) -> str:
+    """A difference in milliseconds with its sign: '+2.44', '-39.2'."""
+    v = number(value)
+    return "n/a" if v is None else ("+" if v > 0 else "") + ms(v)

@@ -22,7 +22,8 @@ from ..results import TOTAL_STAGE, read_manifest, read_samples, read_summary, re
 from . import fmt
 
 TONES = ("", "good", "bad", "warn", "muted")
-NUMERIC = re.compile(r"^(n/a.*|-|[<×]?-?[\d.,]+( ?[%a-zA-Z/]*)?( \(.*\))?|\d+/\d+)$")
+DEFAULT_TREND_NIGHTS = 14  # nights of history the trend chart shows
+NUMERIC = re.compile(r"^(n/a.*|-|[<×]?[-+]?[\d.,]+( ?[%a-zA-Z/]*)?( \(.*\))?|\d+/\d+)$")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class ReportModel:
     headline: Table  # one row per mode: the figures a research log quotes
     warnings: list[dict]
     against: str | None = None
+    omitted: list[str] = field(default_factory=list)  # optional sections left out, and why (also in the appendix)
 
     @property
     def title(self) -> str:
@@ -175,10 +177,15 @@ def run_date(manifest: dict) -> str:
         return text or "unknown"
 
 
-def build_model(run: str | Path, *, against: str | Path | None = None) -> ReportModel:
-    """Read the run (and the baseline run to compare against) and build the report model."""
+def build_model(run: str | Path, *, against: str | Path | None = None, db_url: str | None = None,
+                trend_nights: int = DEFAULT_TREND_NIGHTS) -> ReportModel:
+    """Read the run (and the baseline run to compare against) and build the report model; the
+    trend comes from the history store at ``db_url`` (default: BENCH_DB_URL, else
+    sqlite:///results/history.db), read only, when it has nights of the run's suite."""
     from .sections import assemble
+    from .trend import check_nights
 
+    check_nights(trend_nights)
     view = load_run(run)
     base = load_run(against) if against is not None else None
-    return assemble(view, base)
+    return assemble(view, base, db_url=db_url, trend_nights=trend_nights)

@@ -50,6 +50,7 @@ class _Styles:
     def __init__(self, fonts: PdfFonts):
         base = dict(fontName=fonts.regular, leading=12, fontSize=9.5)
         self.body = ParagraphStyle("body", **base, spaceAfter=4)
+        self.lead = ParagraphStyle("lead", parent=self.body, keepWithNext=1)
         self.small = ParagraphStyle("small", fontName=fonts.regular, fontSize=7.5, leading=9.2)
         self.small_right = ParagraphStyle("small_r", parent=self.small, alignment=TA_RIGHT)
         self.head_cell = ParagraphStyle("head", parent=self.small, fontName=fonts.bold, textColor=colors.white)
@@ -157,13 +158,14 @@ def section_flowables(styles: _Styles, section: Section) -> list:
     if blocks and isinstance(blocks[0], Chart):
         first += chart_flowables(styles, blocks.pop(0))
     out.append(KeepTogether(first))
-    for block in blocks:
+    for i, block in enumerate(blocks):
         if isinstance(block, Chart):
             out.append(KeepTogether(chart_flowables(styles, block)))
         elif isinstance(block, Table):
             out += table_flowables(styles, block)
-        else:
-            out.append(styles.p(str(block)))
+        else:  # a line that introduces the table or chart after it stays on its page
+            leads = i + 1 < len(blocks) and isinstance(blocks[i + 1], (Table, Chart))
+            out.append(styles.p(str(block), styles.lead if leads else styles.body))
     if section.preformatted:
         out += [Spacer(1, 6), _preformatted(styles, section.preformatted)]
     return out

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..measure.environment import environment_summary, format_environment
-from . import analysis, chartdata, tables, verdicts
-from .model import ReportModel, RunView, Section, run_date
+from . import analysis, chartdata, profiles, tables, trend, verdicts
+from .model import DEFAULT_TREND_NIGHTS, ReportModel, RunView, Section, run_date
 
 
 def _facts(view: RunView, base: RunView | None) -> list[tuple[str, str]]:
@@ -78,24 +78,47 @@ def _compare_section(outcomes: list[analysis.Outcome], base: RunView | None) -> 
     return _section("compare", "Comparisons", "비교 결과", *blocks, paragraphs=[intro])
 
 
-def _appendix(view: RunView, warnings: list[dict]) -> Section:
-    notes = [str(n) for n in view.manifest.get("notes") or []]
+def _trend_section(outcome: analysis.Outcome, view: RunView) -> Section | None:
+    """Only when the history store has nights of this suite; otherwise the appendix says why."""
+    if not outcome.available:
+        return None
+    data = outcome.value
+    return _section("trend", f"Trend of the last {len(data.nights)} nights", "야간 실행 추이",
+                    trend.trend_chart(data, view.modes), trend.change_table(data),
+                    paragraphs=trend.trend_paragraphs(data))
+
+
+def _profile_section(outcome: analysis.Outcome | None) -> Section | None:
+    if outcome is None:
+        return None
+    if not outcome.available:
+        return _section("profile", "Profile summary", "프로파일 요약", paragraphs=[f"Profiles {outcome.note}."])
+    return _section("profile", "Profile summary", "프로파일 요약", *profiles.profile_blocks(outcome.value),
+                    paragraphs=profiles.profile_paragraphs(outcome.value["profiles"]))
+
+
+def _appendix(view: RunView, warnings: list[dict], omitted: list[str] = ()) -> Section:
+    notes = [str(n) for n in view.manifest.get("notes") or []] + list(omitted)
     env = format_environment(view.manifest.get("environment") or {})
     return _section("appendix", "Appendix: environment and validity", "부록: 환경 및 유효성",
                     tables.warning_table(warnings), paragraphs=notes, preformatted=env)
 
 
-def assemble(view: RunView, base: RunView | None) -> ReportModel:
+def assemble(view: RunView, base: RunView | None, *, db_url: str | None = None,
+             trend_nights: int = DEFAULT_TREND_NIGHTS) -> ReportModel:
     warnings = [dict(w) for w in view.manifest.get("warnings") or []]
     budgets = analysis.budget_outcome(view)
     memory_budget = analysis.memory_budget_bytes(budgets)
     comparisons = analysis.comparison_outcomes(view, base)
     sweep = analysis.sweep_outcome(view, memory_budget)
+    history = trend.trend_outcome(view, db_url, trend_nights)
+    omitted = [] if history.available else [f"Trend of the last {trend_nights} nights {history.note}."]
     headline = tables.headline_table(view)
     sections = [
         _section("overview", "Summary", "요약", headline),
         *_measure_sections(view, memory_budget), _budget_section(budgets), _sweep_section(sweep, view),
-        _compare_section(comparisons, base), _appendix(view, warnings),
+        _compare_section(comparisons, base), _trend_section(history, view),
+        _profile_section(profiles.profile_outcome(view.run_dir)), _appendix(view, warnings, omitted),
     ]
     verdict_list = [verdicts.budget_verdict(budgets),
                     verdicts.comparison_verdict(comparisons, between_runs=base is not None),
@@ -105,5 +128,5 @@ def assemble(view: RunView, base: RunView | None) -> ReportModel:
         status=str(view.manifest.get("status") or "unknown"), modes=view.modes, clips=view.clips,
         facts=_facts(view, base), verdicts=verdict_list, sections=[s for s in sections if s is not None],
         headline=headline, warnings=warnings,
-        against=base.run_id if base is not None else None,
+        against=base.run_id if base is not None else None, omitted=omitted,
     )

@@ -16,10 +16,7 @@ def _ratio(value) -> str:
 
 
 def _p(value) -> str:
-    v = fmt.number(value)
-    if v is None:
-        return "n/a"
-    return "<0.001" if v < 0.001 else f"{v:.3f}"
+    return fmt.p_value(value)
 
 
 def _median(value, unit: str) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .model import ReportModel, build_model
+from .model import DEFAULT_TREND_NIGHTS, ReportModel, build_model
 
 FORMATS = ("pdf", "html", "md")
 PROSE_FILE = "research_log.toml"
@@ -37,10 +37,13 @@ def _prose_path(run_dir: Path, prose: Path | None) -> Path | None:
 
 def write_reports(run: str | Path, *, against: str | Path | None = None, formats: tuple[str, ...] = FORMATS,
                   research_log: str | None = "ko", out: Path | None = None,
-                  prose: Path | None = None) -> ReportFiles:
+                  prose: Path | None = None, db_url: str | None = None,
+                  trend_nights: int = DEFAULT_TREND_NIGHTS) -> ReportFiles:
     """Write report.pdf / report.html / report.md and research_log.<lang>.md / .html into
     ``out`` (default reports/<run_id>/). ``prose`` is the research log's TOML (default:
-    research_log.toml in the run folder, when there is one)."""
+    research_log.toml in the run folder, when there is one). The trend chart shows the last
+    ``trend_nights`` nights of the suite in the history store at ``db_url`` (default:
+    BENCH_DB_URL, else sqlite:///results/history.db), which is only read, never created."""
     from .model import resolve_run_dir
     from .research_log import LANGS, build_log, load_prose
 
@@ -50,7 +53,7 @@ def write_reports(run: str | Path, *, against: str | Path | None = None, formats
     if research_log is not None and research_log not in LANGS:
         raise UserError(f"--research-log: {research_log!r} is not a language (expected ko or en)")
     prose_fields = load_prose(_prose_path(resolve_run_dir(run), prose)) if research_log else {}
-    model = build_model(run, against=against)
+    model = build_model(run, against=against, db_url=db_url, trend_nights=trend_nights)
     folder = _out_dir(out, model.run_id)
     paths = [_write_format(model, fmt, folder) for fmt in FORMATS if fmt in formats]
     if research_log:
