@@ -170,6 +170,7 @@ def env(as_json):
 
 from .cli_profile import register as _register_profile; _register_profile(main)  # noqa: E402
 from .cli_compare import register as _register_compare; _register_compare(main)  # noqa: E402
+from .cli_selfcheck import register as _register_selfcheck; _register_selfcheck(main)  # noqa: E402
 from .cli_report import register as _register_report; _register_report(main)  # noqa: E402
 from .cli_history import register as _register_history; _register_history(main)  # noqa: E402
 from .cli_nightly import register as _register_nightly; _register_nightly(main)  # noqa: E402
