@@ -7,6 +7,7 @@ filter instead (HTML entities would show as text in a Markdown source).
 from __future__ import annotations
 
 import re
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,7 +15,15 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from .model import Chart, Table
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+def _templates_dir() -> Path:
+    """templates/ of the source tree (a checkout or an editable install), else the copy a
+    regular install puts under ``<prefix>/share/benchrunner/templates`` (pyproject data-files)."""
+    source = Path(__file__).resolve().parents[2] / "templates"
+    installed = Path(sys.prefix) / "share" / "benchrunner" / "templates"
+    return source if source.is_dir() or not installed.is_dir() else installed
+
+
+TEMPLATES = _templates_dir()
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|<>#])")
 
 
