@@ -98,9 +98,10 @@ def main() -> None:
 @click.option("--resume", "resume", metavar="RUN", help="Finish an interrupted run (id or path) under its run id.")
 @click.option("--force", is_flag=True, help="With --resume: go on although the suite or environment changed.")
 @click.option("--wait", is_flag=True, help="Wait for a lock held by another run instead of exiting 3.")
+@click.option("--tune", is_flag=True, help="After the run, recommend a hybrid threshold (as bench tune-threshold).")
 @_fail_cleanly
 def run(suite_file, lengths, modes, repeats, warmup, device, timeout, memory_limit_gb, variants, set_items, out,
-        run_id, resume, force, wait):
+        run_id, resume, force, wait, tune):
     """Sweep clip lengths x modes x variants of SUITE_FILE and write samples.csv, summary.csv
     and manifest.json into a run folder. Interrupted (SIGINT/SIGTERM): summaries of what
     finished are written, the run is marked interrupted, exit 130/143; --resume finishes it."""
@@ -124,6 +125,17 @@ def run(suite_file, lengths, modes, repeats, warmup, device, timeout, memory_lim
     click.echo(f"samples:  {result.run_dir / 'samples.csv'}")
     click.echo(f"summary:  {result.run_dir / 'summary.csv'}")
     click.echo(f"manifest: {result.run_dir / 'manifest.json'}")
+    if tune:
+        _print_tuning(result.run_dir)
+
+
+def _print_tuning(run_dir: Path) -> None:
+    """The threshold recommendation for a finished run, as ``bench tune-threshold RUN`` prints it."""
+    from .formats import render
+    from .formats.documents import tune_document
+    from .tuning import tune_run
+
+    click.echo(render(tune_document(tune_run(run_dir)), "table"))
 
 
 @contextmanager

@@ -136,3 +136,12 @@ def test_bad_command_line_values_give_one_line_and_exit_2(bench, tmp_path, args,
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_run_with_tune_prints_the_threshold_recommendation(bench, tmp_path):
+    from conftest import REPO
+
+    result = bench("run", str(REPO / "suites" / "quick.toml"), "--lengths", "3,8", "--modes",
+                   "single,chunked,hybrid@5", "--repeats", "2", "--tune", "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "recommended: hybrid@5" in result.stdout and "why:" in result.stdout
