@@ -90,3 +90,30 @@ def test_post_dry_run_needs_no_token(write_suite, tmp_path, bench):
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert '"chat.postMessage"' in result.stdout and "report.pdf" in result.stdout
+
+
+def test_nightly_resumes_todays_interrupted_nightly(write_suite, tmp_path):
+    import signal
+    from datetime import datetime, timezone
+
+    from benchrunner.results import read_manifest, read_samples
+
+    write_suite(SUITE.replace('clip_lengths_s = [3, 12]', 'clip_lengths_s = [3, 6, 9, 12, 15]'))
+    run_id = f"nightly-tiny-nightly-{datetime.now(timezone.utc):%Y%m%d}"
+    first = subprocess.Popen([sys.executable, "-m", "benchrunner", "run", "suite.toml", "--out", "results",
+                              "--run-id", run_id], cwd=tmp_path, env=bench_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    samples = tmp_path / "results" / run_id / "samples.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (samples.exists() and samples.stat().st_size):
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    with FakeSlack(token=TOKEN) as slack:
+        result = nightly(tmp_path, slack)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = tmp_path / "results" / run_id
+    manifest = read_manifest(run_dir)
+    assert manifest["status"] == "finished" and len(manifest["resumed"]) == 1
+    keys = read_samples(run_dir)[["case_id", "repeat", "stage"]]
+    assert not keys.duplicated().any() and keys["case_id"].nunique() == 10
