@@ -36,7 +36,7 @@ ENV = "SLACK_BOT_TOKEN"
 
 def mode(name: str = "single", **kw) -> ModeFigures:
     base = dict(
-        mode=name, p50_ms=12.34, p99_ms=45.6, peak_mem_bytes=3.2e9, util_pct=87.5,
+        mode=name, p50_ms=12.34, p99_ms=45.6, peak_mem_bytes=3.2 * 2**30, util_pct=87.5,
         util_source="gpm_sm", failures=0, runs=20,
     )
     base.update(kw)
@@ -107,7 +107,7 @@ def test_digest_mode_fields():
     fields = [f["text"] for f in single["fields"]]
     assert "*p50*\n12.3 ms" in fields
     assert "*p99*\nn/a (n&lt;100)" in fields  # mrkdwn-escaped "n/a (n<100)"
-    assert "*peak memory*\n3.20 GB" in fields
+    assert "*peak memory*\n3.20 GiB" in fields
     assert "*GPU busy (kernel running)*\n87.5 %" in fields
     assert "*failures*\n2/20" in fields
     cpu_fields = [f["text"] for f in cpu["fields"]]

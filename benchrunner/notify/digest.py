@@ -106,7 +106,8 @@ def _p99_missing() -> str:
 
 
 def _gb(value: float | None) -> str:
-    return "n/a" if value is None else f"{value / 1e9:.2f} GB"
+    """Binary GiB, as the reports, budgets and tuning print memory."""
+    return "n/a" if value is None else f"{value / 2**30:.2f} GiB"
 
 
 def _pct(value: float | None) -> str:
