@@ -16,7 +16,7 @@ import signal
 import time
 import traceback
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -122,7 +122,7 @@ class Worker:
         if any(ref.clip_s != case.clip_s for ref in self.references):
             self.references = {}  # references serve one clip length at a time
         self._schedule(case.schedule() + list(next_refs))
-        chunked = ChunkedMode(case.chunk.window_s, case.chunk.overlap_s, case.chunk.max_retries, case.chunk.batch)
+        chunked = ChunkedMode(**asdict(case.chunk))
         case_start_ms = self.sampler.now_ms() if self.sampler else 0.0
         windows: list[tuple[int, float, float]] = []
         with memory_limit(case.memory_limit_bytes, self.device):

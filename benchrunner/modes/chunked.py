@@ -8,16 +8,14 @@ import torch
 
 from ..failures import classify_exception, describe_exception, free_memory
 from ..pipeline import ChunkContext, Pipeline, reset_current_chunk, set_current_chunk
+from ..suite import ChunkConfig
 from .base import ChunkFailed, ChunkRecord, ModeResult, StageTimer, run_stages
 from .merge import context_span, cut, merge, plan_chunks
 
 
 @dataclass(frozen=True)
-class ChunkedMode:
-    window_s: float = 10.0
-    overlap_s: float = 1.0
-    max_retries: int = 2
-    batch: int = 1
+class ChunkedMode(ChunkConfig):
+    """The suite's chunk settings (window_s, overlap_s, max_retries, batch), able to run."""
 
     def run(self, pipeline: Pipeline, clip: dict, clip_s: float, timer: StageTimer, *,
             label: str = "chunked") -> ModeResult:

@@ -181,13 +181,23 @@ def _retry_after_s(response: HttpResponse) -> float:
     return 1.0
 
 
-class _BoundedRateLimitHandler(RateLimitErrorRetryHandler):
-    """429: wait what Retry-After says, unless that would run past the deadline."""
+class _BoundedMixin:
+    """A slack_sdk retry handler that sleeps on the shared deadline's clock (``_wait_s``, set
+    by the subclass's ``_can_retry``), so no retry runs past ``max_wait_s``."""
 
     def __init__(self, budget: _Budget, max_retry_count: int):
-        super().__init__(max_retry_count=max_retry_count)
+        super().__init__(max_retry_count=max_retry_count)  # type: ignore[call-arg]
         self._budget = budget
         self._wait_s = 0.0
+
+    def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
+        state.next_attempt_requested = True
+        self._budget.sleep(self._wait_s)
+        state.increment_current_attempt()
+
+
+class _BoundedRateLimitHandler(_BoundedMixin, RateLimitErrorRetryHandler):
+    """429: wait what Retry-After says, unless that would run past the deadline."""
 
     def _can_retry(self, *, state, request, response=None, error=None) -> bool:
         if not super()._can_retry(state=state, request=request, response=response, error=error):
@@ -195,35 +205,18 @@ class _BoundedRateLimitHandler(RateLimitErrorRetryHandler):
         self._wait_s = _retry_after_s(response)  # type: ignore[arg-type]
         return self._budget.allows(self._wait_s, f"Slack asked to retry after {self._wait_s:g} s")
 
-    def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
-        state.next_attempt_requested = True
-        self._budget.sleep(self._wait_s)
-        state.increment_current_attempt()
 
-
-class _BoundedBackoffMixin:
+class _BoundedBackoffMixin(_BoundedMixin):
     """Exponential backoff (the handler's interval calculator), within the deadline."""
 
-    _budget: _Budget
-    _wait_s: float
     interval_calculator: Any
 
     def _fits(self, state: RetryState, why: str) -> bool:
         self._wait_s = self.interval_calculator.calculate_sleep_duration(state.current_attempt)
         return self._budget.allows(self._wait_s, why)
 
-    def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
-        state.next_attempt_requested = True
-        self._budget.sleep(self._wait_s)
-        state.increment_current_attempt()
-
 
 class _BoundedServerErrorHandler(_BoundedBackoffMixin, ServerErrorRetryHandler):
-    def __init__(self, budget: _Budget, max_retry_count: int):
-        super().__init__(max_retry_count=max_retry_count)
-        self._budget = budget
-        self._wait_s = 0.0
-
     def _can_retry(self, *, state, request, response=None, error=None) -> bool:
         if response is None or response.status_code not in RETRY_STATUSES:
             return False
@@ -231,11 +224,6 @@ class _BoundedServerErrorHandler(_BoundedBackoffMixin, ServerErrorRetryHandler):
 
 
 class _BoundedConnectionErrorHandler(_BoundedBackoffMixin, ConnectionErrorRetryHandler):
-    def __init__(self, budget: _Budget, max_retry_count: int):
-        super().__init__(max_retry_count=max_retry_count)
-        self._budget = budget
-        self._wait_s = 0.0
-
     def _can_retry(self, *, state, request, response=None, error=None) -> bool:
         if not super()._can_retry(state=state, request=request, response=response, error=error):
             return False

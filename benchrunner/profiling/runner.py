@@ -139,7 +139,7 @@ def run_steps(pipeline: Pipeline, case: Case, timer: ProfilingStageTimer, steps:
     each inside ``step_range(index)`` and followed by ``after_step()``."""
     prefetcher = Prefetcher(pipeline)
     prefetcher.schedule([case.input_for(i) for i in range(steps)])
-    chunked = ChunkedMode(case.chunk.window_s, case.chunk.overlap_s, case.chunk.max_retries, case.chunk.batch)
+    chunked = ChunkedMode(**asdict(case.chunk))
     try:
         for index in range(steps):
             with step_range(index):
