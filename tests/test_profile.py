@@ -8,6 +8,7 @@ machine has no GPU.
 from __future__ import annotations
 
 import csv
+import tomllib
 import gzip
 import hashlib
 import json
@@ -65,7 +66,8 @@ def test_profile_chunked_writes_trace_and_top_ops_and_leaves_samples_alone(bench
     assert "samples.csv" in before and "summary.csv" in before
     summary = load_profile_summary(run_dir)
     assert [p["case_id"] for p in summary["profiles"]] == ["default/chunked/30s"]
-    assert summary["profiles"][0]["repeats_profiled"] == 5  # the quick suite's repeats, warm-up excluded
+    quick_repeats = tomllib.loads((REPO / "suites" / "quick.toml").read_text())["repeats"]
+    assert summary["profiles"][0]["repeats_profiled"] == quick_repeats  # warm-up excluded
 
 
 def test_compare_prints_both_columns_with_a_row_per_stage(bench, tmp_path):
