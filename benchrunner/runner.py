@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -206,6 +206,7 @@ class _WorkerSlot:
         self.reference_baseline: int | None = None
         self.workers: list[dict] = []   # what each worker reported when ready
         self.drift: list[dict] = []     # workers replaced because memory did not come back
+        self.single_pass_lost: set[tuple[str, float]] = set()  # (variant, clip_s) whose single pass killed a worker
         self.sampler: dict = {"util_sources": [], "errors": [], "source_changes": [], "fallback_reason": None,
                               "other_gpu_pids": []}
 
@@ -260,21 +261,78 @@ class _WorkerSlot:
 
 def _run_cases(slot: "_WorkerSlot", cases: list[Case], files: RunFiles, emit: EventHandler, *,
                offset: int, total: int) -> None:
+    progress = _Progress(emit, offset, total)
+    groups = case_groups(cases, slot.suite.interleave)
     try:
-        for index, case in enumerate(cases):
-            worker = slot.get(case)
-            next_refs = cases[index + 1].schedule()[:1] if index + 1 < len(cases) else []
-            emit("case_start", case=case, index=offset + index, total=total)
-            outcome = worker.run_case(case, next_refs, on_repeat=lambda r, c=case: emit("repeat", case=c, repeat=r))
-            files.append_case(outcome.rows, outcome.timeline)
-            emit("case_end", case=case, index=offset + index, total=total, rows=outcome.rows,
-                 worker_lost=outcome.worker_lost)
-            slot.after_case(case, outcome.baseline_after, outcome.worker_lost)
-            slot.note_diagnostics(outcome.diagnostics)
+        for index, group in enumerate(groups):
+            following = groups[index + 1][0].schedule()[:1] if index + 1 < len(groups) else []
+            _run_group(slot, group, following, files, progress)
     except BaseException:
-        slot.kill()  # abandon the case in progress: no partial rows, it runs again on --resume
+        slot.kill()  # abandon the cases in progress: no partial rows, they run again on --resume
         raise
     slot.close()
+
+
+def case_groups(cases: list[Case], interleave: bool) -> list[list[Case]]:
+    """Cases measured together: with ``interleave``, the modes of one variant and clip length
+    (their repeats alternate, so drift over time falls on all of them alike); else one each."""
+    groups: list[list[Case]] = []
+    for case in cases:
+        last = groups[-1][-1] if groups else None
+        if interleave and last is not None and (last.variant, last.clip_s) == (case.variant, case.clip_s):
+            groups[-1].append(case)
+        else:
+            groups.append([case])
+    return groups
+
+
+class _Progress:
+    def __init__(self, emit: EventHandler, done: int, total: int):
+        self.emit, self.done, self.total = emit, done, total
+
+    def started(self, group: list[Case]) -> None:
+        self.emit("case_start", case=group[0], index=self.done, total=self.total)
+
+    def finished(self, case: Case, rows: list[dict], worker_lost: str | None) -> None:
+        self.emit("case_end", case=case, index=self.done, total=self.total, rows=rows, worker_lost=worker_lost)
+        self.done += 1
+
+
+def _run_group(slot: "_WorkerSlot", group: list[Case], following: list, files: RunFiles,
+               progress: _Progress) -> None:
+    """Measure a group; write each finished case at once. When the worker dies mid-group, the
+    case it was running keeps its failed repeat and the group's unfinished cases run again,
+    each alone in a fresh worker."""
+    group = [_without_doomed_reference(slot, case) for case in group]
+    worker = slot.get(group[0])
+    progress.started(group)
+    outcome = worker.run_group(group, following,
+                               on_repeat=lambda case, r: progress.emit("repeat", case=case, repeat=r))
+    for case in group:
+        if case.case_id not in outcome.unfinished:
+            result = outcome.cases[case.case_id]
+            files.append_case(result.rows, result.timeline)
+            progress.finished(case, result.rows, outcome.worker_lost if case.case_id == outcome.lost_case else None)
+    slot.after_case(group[-1], outcome.baseline_after, outcome.worker_lost)
+    slot.note_diagnostics(outcome.diagnostics)
+    lost = next((c for c in group if c.case_id == outcome.lost_case), None)
+    if lost is not None and _runs_single_pass(lost):
+        slot.single_pass_lost.add((lost.variant, lost.clip_s))
+    for case in group:
+        if case.case_id in outcome.unfinished:
+            _run_group(slot, [case], [], files, progress)
+
+
+def _without_doomed_reference(slot: "_WorkerSlot", case: Case) -> Case:
+    """No untimed single-pass quality reference for a clip whose single pass killed a worker:
+    it would kill this case's worker too (quality then stays blank)."""
+    if case.want_quality and (case.variant, case.clip_s) in slot.single_pass_lost:
+        return replace(case, want_quality=False)
+    return case
+
+
+def _runs_single_pass(case: Case) -> bool:
+    return case.mode.kind == "single" or (case.mode.kind == "hybrid" and case.clip_s <= case.mode.threshold_s)
 
 
 def _manifest(suite: Suite, run_id: str, device: str, argv: list[str], notes: list[str]) -> dict[str, Any]:

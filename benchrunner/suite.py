@@ -70,6 +70,7 @@ class Suite:
     sampler: SamplerConfig
     budgets: list[Budget]
     results_dir: Path
+    interleave: bool = True
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def variant_args(self, variant: str) -> dict[str, Any]:
@@ -124,7 +125,7 @@ def _positive_list(v: Any) -> bool:
 
 TOP_LEVEL_KEYS = ("name", "description", "pipeline", "pipeline_args", "variants", "device", "clip_lengths_s",
                   "modes", "hybrid_thresholds_s", "chunk", "repeats", "warmup", "timeout_s", "memory_limit_gb",
-                  "inputs", "seed", "sampler", "budgets", "results_dir")
+                  "inputs", "seed", "sampler", "budgets", "results_dir", "interleave")
 
 
 def load_suite(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Suite:
@@ -187,6 +188,7 @@ def validate_suite(raw: dict[str, Any], path: Path) -> Suite:
         budgets=_budgets(r),
         results_dir=Path(r.get("results_dir", lambda v: isinstance(v, str) and v != "", "a folder path",
                                "results")),
+        interleave=r.get("interleave", lambda v: isinstance(v, bool), "true or false", True),
         raw=raw,
     )
 

@@ -1,9 +1,10 @@
 """The worker process: loads the pipeline once, then measures the cases it is sent.
 
-Protocol over a multiprocessing Pipe (parent -> worker): ``("case", Case, next_refs)``
-and ``("stop",)``. Worker -> parent: ``("ready", info)`` or ``("load_error", text)``
-once, then per case ``("repeat_started", i)`` before each measured repeat,
-``("repeat", rows)`` after it, and ``("case_done", timeline)`` at the end.
+Protocol over a multiprocessing Pipe (parent -> worker): ``("group", [Case, ...], next_refs)``
+and ``("stop",)``. Worker -> parent: ``("ready", info)`` or ``("load_error", ...)`` once,
+then per group ``("call_started", case_id, repeat)`` before every call (repeat < 0 for a
+warm-up), ``("repeat", case_id, rows)`` after each measured repeat, and ``("group_done",
+timelines, baseline_after, diagnostics)`` at the end.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 
 from .cases import Case
 from .errors import UserError
-from .failures import OK, classify_exception, describe_exception, free_memory
+from .failures import classify_exception, describe_exception, free_memory
 from .inputs import InputRef, Prefetcher
 from .measure.memory import CpuMemoryTracker, CudaMemoryTracker, read_status_bytes
 from .measure.sampler import CpuBackend, Sampler
@@ -57,8 +58,8 @@ def serve(conn, config: WorkerConfig) -> None:
     try:
         conn.send(("ready", worker.info()))
         while (message := conn.recv())[0] != "stop":
-            _, case, next_refs = message
-            worker.run_case(case, next_refs, conn.send)
+            _, cases, next_refs = message
+            worker.run_group(cases, next_refs, conn.send)
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the parent is gone
     worker.close()
@@ -116,25 +117,29 @@ class Worker:
         if self.sampler:
             self.sampler.stop()
 
-    # -- one case --------------------------------------------------------------------
+    # -- a group of cases ---------------------------------------------------------------
 
-    def run_case(self, case: Case, next_refs: list[InputRef], send) -> None:
-        if any(ref.clip_s != case.clip_s for ref in self.references):
+    def run_group(self, cases: list[Case], next_refs: list[InputRef], send) -> None:
+        """Measure the cases of one clip length together: every case's warm-up first, then
+        round r runs repeat r of each case, the order rotated by one case per round. Drift
+        of the machine over time then falls on every case alike instead of on whichever ran
+        last. A group of one case is the plain sequential case."""
+        if any(ref.clip_s != cases[0].clip_s for ref in self.references):
             self.references = {}  # references serve one clip length at a time
-        self._schedule(case.schedule() + list(next_refs))
-        chunked = ChunkedMode(**asdict(case.chunk))
-        case_start_ms = self.sampler.now_ms() if self.sampler else 0.0
-        windows: list[tuple[int, float, float]] = []
-        with memory_limit(case.memory_limit_bytes, self.device):
-            for index in range(case.warmup + case.repeats):
+        order = call_order(cases)
+        self._schedule([cases[c].input_for(i) for c, i in order] + list(next_refs))
+        start_ms = self.sampler.now_ms() if self.sampler else 0.0
+        windows: dict[str, list[tuple[int | None, float, float]]] = {case.case_id: [] for case in cases}
+        with memory_limit(cases[0].memory_limit_bytes, self.device):
+            for c, index in order:
+                case = cases[c]
                 repeat = index - case.warmup
+                send(("call_started", case.case_id, repeat))
+                measurement, window = self._run_repeat(case, ChunkedMode(**asdict(case.chunk)), repeat)
+                windows[case.case_id].append((repeat if repeat >= 0 else None, *window))
                 if repeat >= 0:
-                    send(("repeat_started", repeat))
-                measurement, window = self._run_repeat(case, chunked, repeat)
-                if repeat >= 0:
-                    windows.append((repeat, *window))
-                    send(("repeat", repeat_rows(case, self.stages, measurement)))
-        send(("case_done", self._timeline(case, case_start_ms, windows), self._baseline_after(),
+                    send(("repeat", case.case_id, repeat_rows(case, self.stages, measurement)))
+        send(("group_done", self._timelines(cases, start_ms, windows), self._baseline_after(),
               self.diagnostics()))
 
     def diagnostics(self) -> dict[str, Any]:
@@ -255,16 +260,35 @@ class Worker:
         free_memory()
         return failure
 
-    def _timeline(self, case: Case, case_start_ms: float, windows: list[tuple[int, float, float]]) -> list[dict]:
+    def _timelines(self, cases: list[Case], start_ms: float,
+                   windows: dict[str, list[tuple[int | None, float, float]]]) -> dict[str, list[dict]]:
+        """Each case's sampler readings: those taken during its own calls (``repeat`` blank for
+        warm-up calls), t_ms from the start of the group."""
         if not self.sampler:
-            return []
-        rows = []
-        for t_ms, metric, value in self.sampler.take_timeline(since_ms=case_start_ms):
-            repeat = next((r for r, start, end in windows if start <= t_ms <= end), None)
-            rows.append({"case_id": case.case_id, "repeat": repeat, "t_ms": round(t_ms - case_start_ms, 3),
-                         "metric": metric, "value": value})
+            return {case.case_id: [] for case in cases}
+        readings = self.sampler.take_timeline(since_ms=start_ms)
         self.sampler.take_timeline(since_ms=self.sampler.now_ms())
-        return rows
+        timelines: dict[str, list[dict]] = {case.case_id: [] for case in cases}
+        for t_ms, metric, value in readings:
+            owner = next(((case_id, repeat) for case_id, spans in windows.items()
+                          for repeat, start, end in spans if start <= t_ms <= end), None)
+            if owner is not None:
+                timelines[owner[0]].append({"case_id": owner[0], "repeat": owner[1],
+                                            "t_ms": round(t_ms - start_ms, 3), "metric": metric, "value": value})
+        return timelines
+
+
+def call_order(cases: list[Case]) -> list[tuple[int, int]]:
+    """(case index, call index) in run order: all warm-ups, then rounds of one measured
+    repeat per case, rotated by one case per round."""
+    order = [(c, i) for c, case in enumerate(cases) for i in range(case.warmup)]
+    rounds = max(case.repeats for case in cases)
+    for r in range(rounds):
+        for k in range(len(cases)):
+            c = (k + r) % len(cases)
+            if r < cases[c].repeats:
+                order.append((c, cases[c].warmup + r))
+    return order
 
 
 class _NullTimer:

@@ -249,3 +249,71 @@ def test_a_signal_marks_the_run_interrupted_writes_summaries_and_exits_128_plus_
     keys = keys_of(run_dir)
     assert len(keys) == len(set(keys))
     assert all(k in expected_keys(suite, run_dir) for k in keys)
+
+
+def test_interleaved_cases_alternate_their_repeats_with_a_rotating_order(write_suite):
+    from benchrunner.worker import call_order
+
+    suite = load_suite(write_suite("""
+        name = "order"
+        pipeline = "testing_pipelines:build"
+        clip_lengths_s = [2]
+        modes = ["single", "chunked", "hybrid@2"]
+        repeats = 3
+        warmup = 1
+    """))
+    cases, _ = build_cases(suite, run_id="o", device="cpu")
+    assert call_order(cases) == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1), (1, 2), (2, 2), (0, 2),
+                                 (2, 3), (0, 3), (1, 3)]
+
+
+def test_a_crash_inside_an_interleaved_group_reruns_the_other_cases_alone(bench, write_suite, tmp_path):
+    suite = write_suite("""
+        name = "group-crash"
+        pipeline = "testing_pipelines:build"
+        pipeline_args = { abort_clip_s = 45 }
+        device = "cpu"
+        clip_lengths_s = [5, 45]
+        modes = ["single", "chunked"]
+        chunk = { window_s = 10, overlap_s = 1 }
+        repeats = 3
+        warmup = 0
+    """)
+    result = bench("run", str(suite), "--out", "results")
+    assert result.returncode == 0, result.stderr
+    run_dir = only_run_dir(tmp_path / "results")
+    totals = read_samples(run_dir).query("stage == 'total'")
+    single_45 = totals.query("case_id == 'default/single/45s'")
+    assert list(single_45["status"]) == ["crash"] and single_45["error"].str.contains("SIGABRT").all()
+    chunked_45 = totals.query("case_id == 'default/chunked/45s'")
+    assert list(chunked_45["repeat"]) == [0, 1, 2] and set(chunked_45["status"]) == {"ok"}
+    keys = keys_of(run_dir)
+    assert len(keys) == len(set(keys))
+
+
+def test_interleaved_repeats_of_two_modes_overlap_in_time(bench, write_suite, tmp_path):
+    suite = write_suite(SLOW_SUITE.replace("[1, 2, 3, 4, 5, 6, 7, 8]", "[3]").replace('modes = ["single"]',
+                                                                                    'modes = ["single", "chunked"]'))
+    assert bench("run", str(suite), "--out", "results").returncode == 0
+    totals = read_samples(only_run_dir(tmp_path / "results")).query("stage == 'total'")
+    started = totals.assign(t=pd.to_datetime(totals["started_at"])).groupby("case_id")["t"]
+    assert started.min()["default/chunked/3s"] < started.max()["default/single/3s"]
+
+
+def test_without_interleaving_a_crashed_single_pass_is_not_rerun_as_a_quality_reference(bench, write_suite, tmp_path):
+    suite = write_suite("""
+        name = "no-interleave"
+        pipeline = "testing_pipelines:build"
+        pipeline_args = { abort_clip_s = 45 }
+        device = "cpu"
+        clip_lengths_s = [45]
+        modes = ["single", "chunked"]
+        chunk = { window_s = 10, overlap_s = 1 }
+        repeats = 2
+        warmup = 0
+        interleave = false
+    """)
+    assert bench("run", str(suite), "--out", "results").returncode == 0
+    totals = read_samples(only_run_dir(tmp_path / "results")).query("stage == 'total'")
+    chunked = totals.query("case_id == 'default/chunked/45s'")
+    assert set(chunked["status"]) == {"ok"} and chunked["quality_snr_db"].isna().all()

@@ -34,6 +34,20 @@ class CaseOutcome:
     diagnostics: dict = field(default_factory=dict)  # the sampler's notes (see Worker.diagnostics)
 
 
+@dataclass
+class GroupOutcome:
+    cases: dict[str, CaseOutcome]
+    worker_lost: str | None = None     # "timeout" or "crash": the worker had to be replaced
+    lost_case: str | None = None       # the case that was running then
+    unfinished: list[str] = field(default_factory=list)  # other cases with repeats left: run them again
+    baseline_after: int | None = None
+    diagnostics: dict = field(default_factory=dict)
+
+
+def _repeats_done(outcome: CaseOutcome) -> int:
+    return sum(1 for row in outcome.rows if row["stage"] == "total")
+
+
 def exit_description(exitcode: int | None) -> str:
     if exitcode is None:
         return "worker vanished"
@@ -80,40 +94,66 @@ class LocalWorker:
         return self.info["stages"]
 
     def run_case(self, case: Case, next_refs: list[InputRef],
-                 on_repeat: Callable[[int], None] | None = None) -> CaseOutcome:
-        outcome = CaseOutcome()
-        self._conn.send(("case", case, next_refs))
-        deadline = time.monotonic() + case.timeout_s
-        current = 0
+                 on_repeat: Callable[[Case, int], None] | None = None) -> CaseOutcome:
+        """One case alone (a group of one)."""
+        group = self.run_group([case], next_refs, on_repeat)
+        outcome = group.cases[case.case_id]
+        outcome.worker_lost, outcome.baseline_after, outcome.diagnostics = \
+            group.worker_lost, group.baseline_after, group.diagnostics
+        return outcome
+
+    def run_group(self, cases: list[Case], next_refs: list[InputRef],
+                  on_repeat: Callable[[Case, int], None] | None = None) -> GroupOutcome:
+        """Send a group of cases (see Worker.run_group) and collect their rows. Each case has
+        its own ``timeout_s``, counted over the time its own calls run."""
+        by_id = {case.case_id: case for case in cases}
+        group = GroupOutcome(cases={case.case_id: CaseOutcome() for case in cases})
+        spent = dict.fromkeys(by_id, 0.0)
+        current, repeat, call_started = cases[0].case_id, 0, time.monotonic()
+        self._conn.send(("group", cases, next_refs))
         while True:
-            remaining = deadline - time.monotonic()
-            try:
-                ready = self._conn.poll(max(0.0, remaining))
-                message = self._conn.recv() if ready else None
-            except (EOFError, ConnectionResetError, BrokenPipeError):
-                message, ready = None, True
-            if not ready:
-                self.kill()
-                outcome.rows += failure_rows(case, self.stages, current, TIMEOUT,
-                                             f"no result within timeout_s={case.timeout_s:g} s; worker killed")
-                outcome.worker_lost = TIMEOUT
-                return outcome
-            if message is None:
-                self.process.join(5)
-                outcome.rows += failure_rows(case, self.stages, current, CRASH,
-                                             exit_description(self.process.exitcode))
-                outcome.worker_lost = CRASH
-                return outcome
-            kind = message[0]
-            if kind == "repeat_started":
-                current = message[1]
-                if on_repeat:
-                    on_repeat(current)
-            elif kind == "repeat":
-                outcome.rows += message[1]
-            elif kind == "case_done":
-                outcome.timeline, outcome.baseline_after, outcome.diagnostics = message[1], message[2], message[3]
-                return outcome
+            case = by_id[current]
+            remaining = case.timeout_s - spent[current] - (time.monotonic() - call_started)
+            message = self._receive(remaining)
+            if message in (TIMEOUT, CRASH):
+                self._lose(group, by_id, case, max(repeat, 0), message)
+                return group
+            if message[0] == "call_started":
+                now = time.monotonic()
+                spent[current] += now - call_started
+                current, repeat, call_started = message[1], message[2], now
+                if repeat >= 0 and on_repeat:
+                    on_repeat(by_id[current], repeat)
+            elif message[0] == "repeat":
+                group.cases[message[1]].rows += message[2]
+            elif message[0] == "group_done":
+                for case_id, timeline in message[1].items():
+                    group.cases[case_id].timeline = timeline
+                group.baseline_after, group.diagnostics = message[2], message[3]
+                return group
+
+    def _receive(self, timeout_s: float):
+        """The next message, or TIMEOUT when none came in time, or CRASH when the worker died."""
+        try:
+            if not self._conn.poll(max(0.0, timeout_s)):
+                return TIMEOUT
+            return self._conn.recv()
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            return CRASH
+
+    def _lose(self, group: "GroupOutcome", by_id: dict[str, Case], case: Case, repeat: int, kind: str) -> None:
+        """The worker is gone: the case in progress gets a failed repeat; the other cases of
+        the group that had repeats left are listed as unfinished (the caller runs them again)."""
+        if kind == TIMEOUT:
+            self.kill()
+            error = f"no result within timeout_s={case.timeout_s:g} s; worker killed"
+        else:
+            self.process.join(5)
+            error = exit_description(self.process.exitcode)
+        group.cases[case.case_id].rows += failure_rows(case, self.stages, repeat, kind, error)
+        group.worker_lost, group.lost_case = kind, case.case_id
+        group.unfinished = [case_id for case_id, outcome in group.cases.items()
+                            if case_id != case.case_id and _repeats_done(outcome) < by_id[case_id].repeats]
 
     def stop(self) -> None:
         if self.process.is_alive():
