@@ -27,7 +27,7 @@ from .errors import UserError
 from .failures import classify_exception, describe_exception, free_memory
 from .inputs import InputRef, Prefetcher
 from .measure.memory import CpuMemoryTracker, CudaMemoryTracker, read_status_bytes
-from .measure.sampler import CpuBackend, Sampler
+from .measure.sampler import SOURCE_CPU, CpuBackend, CpuTimeWindow, Sampler
 from .measure.timing import make_stage_timer, synchronize
 from .modes import ChunkedMode, ChunkFailed, ModeResult, execute_mode, parse_mode
 from .pipeline import Pipeline, load_pipeline
@@ -85,6 +85,7 @@ class Worker:
         self.timer = make_stage_timer(self.device)
         self.sampler = Sampler(self._sampler_backend(), config.sampler_hz) if config.sampler_enabled else None
         self.memory = self._memory_tracker()
+        self.cpu_window = CpuTimeWindow() if self.sampler and self.sampler.util_source == SOURCE_CPU else None
         self.prefetcher = Prefetcher(self.pipeline)
         self.pending: list[InputRef] = []
         self.references: dict[InputRef, Any] = {}
@@ -207,6 +208,8 @@ class Worker:
         self.timer.begin_repeat()
         self.memory.begin()
         self._repeat_start_ms = start_ms = self.sampler.now_ms() if self.sampler else 0.0
+        if self.cpu_window:
+            self.cpu_window.start()
         started = time.perf_counter_ns()
         result, failure = None, None
         try:
@@ -218,6 +221,7 @@ class Worker:
         except Exception as exc:  # a failing repeat is data, recorded with its kind
             failure = (classify_exception(exc), describe_exception(exc))
         self._total_ms = (time.perf_counter_ns() - started) / 1e6
+        self._cpu_util_pct = self.cpu_window.stop() if self.cpu_window else None
         end_ms = self.sampler.now_ms() if self.sampler else 0.0
         try:
             self._stage_ms = self.timer.end_repeat()
@@ -234,6 +238,8 @@ class Worker:
             summary = self.sampler.summarise(*window)
             m.util_mean_pct, m.util_p95_pct, m.util_samples = summary.mean, summary.p95, summary.samples
             m.util_source = self.sampler.util_source
+        if self._cpu_util_pct is not None:
+            m.util_mean_pct = self._cpu_util_pct  # exact over the repeat; p95 stays the sampler's
 
     def _fill_quality(self, m: RepeatMeasurement, case: Case, ref: InputRef, clip: dict, result: ModeResult) -> None:
         """Single-pass outputs are kept as references; a chunked output is compared with the

@@ -145,3 +145,24 @@ def test_run_with_tune_prints_the_threshold_recommendation(bench, tmp_path):
                    "single,chunked,hybrid@5", "--repeats", "2", "--tune", "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert "recommended: hybrid@5" in result.stdout and "why:" in result.stdout
+
+
+def test_cpu_utilisation_is_measured_for_every_repeat_even_short_ones(bench, write_suite, tmp_path):
+    import os
+
+    suite = write_suite("""
+        name = "util"
+        pipeline = "testing_pipelines:build"
+        pipeline_args = { busy_ms = 30 }
+        device = "cpu"
+        clip_lengths_s = [2]
+        modes = ["single"]
+        repeats = 5
+        warmup = 1
+    """)
+    result = bench("run", str(suite), "--out", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr
+    totals = read_samples(run_dir_of(result.stdout)).query("stage == 'total'")
+    one_core_pct = 100.0 / (os.cpu_count() or 1)  # a single thread spinning: one core's share
+    assert set(totals["util_source"]) == {"cpu"}
+    assert totals["util_mean_pct"].between(0.4 * one_core_pct, 1.5 * one_core_pct).all(), totals["util_mean_pct"]
