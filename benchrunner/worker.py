@@ -85,7 +85,8 @@ class Worker:
         self.timer = make_stage_timer(self.device)
         self.sampler = Sampler(self._sampler_backend(), config.sampler_hz) if config.sampler_enabled else None
         self.memory = self._memory_tracker()
-        self.cpu_window = CpuTimeWindow() if self.sampler and self.sampler.util_source == SOURCE_CPU else None
+        measures_cpu = self.sampler.util_source == SOURCE_CPU if self.sampler else not self.device.startswith("cuda")
+        self.cpu_window = CpuTimeWindow() if measures_cpu else None
         self.prefetcher = Prefetcher(self.pipeline)
         self.pending: list[InputRef] = []
         self.references: dict[InputRef, Any] = {}
@@ -240,6 +241,7 @@ class Worker:
             m.util_source = self.sampler.util_source
         if self._cpu_util_pct is not None:
             m.util_mean_pct = self._cpu_util_pct  # exact over the repeat; p95 stays the sampler's
+            m.util_source = SOURCE_CPU
 
     def _fill_quality(self, m: RepeatMeasurement, case: Case, ref: InputRef, clip: dict, result: ModeResult) -> None:
         """Single-pass outputs are kept as references; a chunked output is compared with the
