@@ -28,6 +28,36 @@ def _emit(doc, fmt: str) -> None:
     click.echo(render(doc, fmt, color=_color() and fmt == "table"))
 
 
+def _emit_many(docs: list, sides: list[tuple[str, str]], fmt: str) -> None:
+    """One document as usual; several (one per hybrid threshold) as consecutive tables, a JSON
+    array, or one CSV with the sides A and B as leading columns."""
+    if len(docs) == 1:
+        _emit(docs[0], fmt)
+        return
+    from .formats import render
+
+    if fmt == "json":
+        click.echo("[\n" + ",\n".join(render(doc, "json").rstrip() for doc in docs) + "\n]")
+    elif fmt == "csv":
+        click.echo(_csv_with_sides([render(doc, "csv") for doc in docs], sides), nl=False)
+    else:
+        click.echo("\n\n".join(render(doc, fmt, color=_color() and fmt == "table").rstrip() for doc in docs))
+
+
+def _csv_with_sides(texts: list[str], sides: list[tuple[str, str]]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for index, (text, (a, b)) in enumerate(zip(texts, sides)):
+        rows = list(csv.reader(io.StringIO(text)))
+        if index == 0:
+            writer.writerow(["a", "b", *rows[0]])
+        writer.writerows([a, b, *row] for row in rows[1:])
+    return out.getvalue()
+
+
 def _results_dir_option(fn):
     return click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"),
                         show_default=True, help="Folder of run folders (where `bench run` wrote them).")(fn)
@@ -64,14 +94,16 @@ def _compare_command(fail_cleanly) -> click.Command:
     def compare_cmd(a, b, run_ref, results_dir, metric, stage, all_stages, min_effect, seed, fmt,
                     fail_on_regression):
         """Compare B against A (ratio B/A): two modes (hybrid@32 chunked), two variants (fp16 fp32,
-        or fp16/hybrid@32), or two runs (ids or paths)."""
-        from .compare import compare
+        or fp16/hybrid@32), or two runs (ids or paths). A bare hybrid in a run with several
+        thresholds compares each threshold, one table each."""
+        from .compare import compare, expand_sides
         from .formats.documents import compare_document
 
-        result = compare(a, b, run=run_ref, results_dir=results_dir, metric=metric, stage=stage,
-                         all_stages=all_stages, min_effect=min_effect, seed=seed)
-        _emit(compare_document(result), fmt)
-        if fail_on_regression and result.regressions():
+        results = [compare(x, y, run=run_ref, results_dir=results_dir, metric=metric, stage=stage,
+                           all_stages=all_stages, min_effect=min_effect, seed=seed)
+                   for x, y in expand_sides(a, b, run=run_ref, results_dir=results_dir)]
+        _emit_many([compare_document(r) for r in results], [(r.a_label, r.b_label) for r in results], fmt)
+        if fail_on_regression and any(r.regressions() for r in results):
             sys.exit(1)
 
     return compare_cmd

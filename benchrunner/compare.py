@@ -180,6 +180,30 @@ def compare_runs(a: str | Path, b: str | Path, *, results_dir: Path = Path("resu
     return replace(result, env_diff=env_diff, notes=notes)
 
 
+def expand_sides(a: str, b: str, *, run: str | Path | None = None,
+                 results_dir: Path = Path("results")) -> list[tuple[str, str]]:
+    """The comparisons ``bench compare A B`` stands for: a bare ``hybrid`` (or ``variant/hybrid``)
+    in a run with several thresholds means one comparison per threshold; anything else is the
+    single pair (A, B), left for :func:`compare` to check."""
+    sel_a, sel_b = parse_mode_selector(a), parse_mode_selector(b)
+    if run is None and sel_a is None and sel_b is None:
+        return [(a, b)]  # two runs, or variants: nothing to expand
+    data = load_run(run, results_dir)
+    sides_a, sides_b = _hybrid_sides(a, sel_a, data), _hybrid_sides(b, sel_b, data)
+    return [(x, y) for x in sides_a for y in sides_b if x != y]
+
+
+def _hybrid_sides(text: str, sel: Selector | None, data: RunData) -> list[str]:
+    if sel is None or sel.kind != "hybrid" or sel.threshold_s is not None:
+        return [text]
+    rows = data.samples[data.samples["mode"] == "hybrid"]
+    if sel.variant is not None:
+        rows = rows[rows["variant"] == sel.variant]
+    thresholds = sorted(float(t) for t in rows["threshold_s"].dropna().unique())
+    prefix = f"{sel.variant}/" if sel.variant is not None else ""
+    return [f"{prefix}hybrid@{t:g}" for t in thresholds] or [text]
+
+
 def select(data: RunData, sel: Selector) -> tuple[pd.DataFrame, str]:
     """The samples of ``data`` that ``sel`` names, and the side's label."""
     rows = data.samples

@@ -259,3 +259,23 @@ def test_run_against_run_matches_cases_and_says_what_differs(quick_run, tmp_path
     failing = bench("compare", str(quick_run), str(other), "--fail-on-regression")
     assert failing.returncode == 1
     assert compare(str(quick_run), str(quick_run)).regressions() == []
+
+
+def test_bench_compare_with_bare_hybrid_compares_every_threshold(tmp_path):
+    from benchrunner.compare import expand_sides
+
+    rows = (rows_for("hybrid", 30.0, [10.0] * 3, threshold_s=28.0) + rows_for("hybrid", 30.0, [11.0] * 3,
+                                                                               threshold_s=32.0)
+            + rows_for("chunked", 30.0, [12.0] * 3))
+    write_run(tmp_path / "results" / "r1", rows)
+    assert expand_sides("hybrid", "chunked", results_dir=tmp_path / "results") == [
+        ("hybrid@28", "chunked"), ("hybrid@32", "chunked")]
+    out = bench("compare", "hybrid", "chunked", "--results-dir", str(tmp_path / "results"), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    documents = json.loads(out.stdout)
+    assert [d["a_label"] for d in documents] == ["hybrid@28", "hybrid@32"]
+    assert [d["rows"][0]["median_a"] for d in documents] == [10.0, 11.0]
+    csv_out = bench("compare", "hybrid", "chunked", "--results-dir", str(tmp_path / "results"), "--format", "csv")
+    lines = csv_out.stdout.splitlines()
+    assert lines[0].startswith("a,b,")
+    assert [line.split(",")[0] for line in lines[1:]] == ["hybrid@28", "hybrid@28", "hybrid@32", "hybrid@32"]
