@@ -106,7 +106,8 @@ def util_chart(view: RunView) -> Chart | None:
     source = view.case(cases[0][0], clip)["util_source"]
     label = fmt.util_source_label(source) or "source unknown"
     return Chart("util", f"Utilisation over time for the {clip:g} s clip ({' vs '.join(l for l, _ in cases)}), "
-                 f"measured as {label}, all repeats of the case in order.",
+                 f"measured as {label}: the sampler's readings during each case's own calls, on the time line "
+                 "of their clip length (interleaved cases alternate on it).",
                  {"series": series, "ylabel": f"{label} (%)"})
 
 

@@ -123,7 +123,7 @@ def _util(fig: Figure, data: dict) -> None:
     ax = fig.add_subplot()
     for i, s in enumerate(data["series"]):
         ax.plot(s["t_s"], s["value"], lw=1.0, color=MODE_COLOURS[i % len(MODE_COLOURS)], label=s["label"])
-    ax.set(xlabel="Time since the case started (s)", ylabel=data["ylabel"], ylim=(0, 105))
+    ax.set(xlabel="Time since the clip length's cases started (s)", ylabel=data["ylabel"], ylim=(0, 105))
     ax.legend(loc="lower right")
 
 
