@@ -17,12 +17,14 @@ def register(main: click.Group) -> None:
     @click.option("--channel", required=True, help="Slack channel (name or ID).")
     @click.option("--thread-ts", help="Post into this thread.")
     @click.option("--dry-run", is_flag=True, help="Print the message JSON and the file; send nothing (no token needed).")
+    @click.option("--token-env", default="SLACK_BOT_TOKEN", show_default=True,
+                  help="Name of the environment variable holding the Slack bot token.")
     @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"),
                   show_default=True, help="Where run folders are.")
     @click.option("--reports", "reports_dir", type=click.Path(path_type=Path), default=Path("reports"),
                   show_default=True, help="Where reports are (reports/<run_id>/report.pdf).")
     @_fail_cleanly
-    def post(run, channel, thread_ts, dry_run, results_dir, reports_dir):
+    def post(run, channel, thread_ts, dry_run, token_env, results_dir, reports_dir):
         """Post RUN's digest to Slack, then its PDF report into the digest's thread.
         The token comes from SLACK_BOT_TOKEN; BENCH_SLACK_API_URL points at another API base."""
         from .errors import NotifyError
@@ -40,7 +42,7 @@ def register(main: click.Group) -> None:
             click.echo(json.dumps(dry_run_payload(digest, channel=channel, pdf_path=pdf, thread_ts=thread_ts),
                                   indent=2, ensure_ascii=False))
             return
-        posted = post_report(digest, channel=channel, pdf_path=pdf, thread_ts=thread_ts)
+        posted = post_report(digest, channel=channel, pdf_path=pdf, thread_ts=thread_ts, token_env=token_env)
         click.echo(f"posted to {posted.channel} (ts {posted.ts}); report uploaded as {posted.file_id}")
 
     @main.command()
@@ -54,9 +56,12 @@ def register(main: click.Group) -> None:
     @click.option("--reports", "reports_dir", type=click.Path(path_type=Path), default=Path("reports"),
                   show_default=True)
     @click.option("--dry-run", is_flag=True, help="Print the Slack message instead of posting it.")
+    @click.option("--token-env", default="SLACK_BOT_TOKEN", show_default=True,
+                  help="Name of the environment variable holding the Slack bot token.")
     @click.option("--wait", is_flag=True, help="Wait for a running nightly of this suite instead of exiting 3.")
     @_fail_cleanly
-    def nightly(suite_file, baseline, slack_channel, thread_ts, db_url, results_dir, reports_dir, dry_run, wait):
+    def nightly(suite_file, baseline, slack_channel, thread_ts, db_url, results_dir, reports_dir, dry_run, token_env,
+                wait):
         """What cron runs: run SUITE_FILE (resuming today's interrupted nightly), compare with the
         baseline, check budgets and the nightly trend, write the reports, post, record the run.
         Exit 0 all well, 1 regression/breach/change point, 2 bad input, 3 locked, 4 Slack failed,
@@ -75,7 +80,7 @@ def register(main: click.Group) -> None:
 
             result = run_nightly(suite, baseline=baseline, channel=slack_channel, db_url=db_url,
                                  results_dir=results_dir, reports_dir=reports_dir, thread_ts=thread_ts,
-                                 dry_run=dry_run, wait=wait, on_event=on_event, argv=sys.argv)
+                                 dry_run=dry_run, wait=wait, on_event=on_event, argv=sys.argv, token_env=token_env)
         for line in _summary_lines(result):
             click.echo(line, err=result.exit_code != 0)
         sys.exit(result.exit_code)

@@ -57,7 +57,8 @@ def nightly_lock(suite: Suite, results_dir: Path) -> FileLock:
 def run_nightly(suite: Suite, *, baseline: str = "last-good", channel: str | None = None,
                 db_url: str | None = None, results_dir: Path | None = None, reports_dir: Path = Path("reports"),
                 thread_ts: str | None = None, dry_run: bool = False, wait: bool = False,
-                on_event: Callable[..., None] | None = None, argv: list[str] | None = None) -> NightlyResult:
+                on_event: Callable[..., None] | None = None, argv: list[str] | None = None,
+                token_env: str = "SLACK_BOT_TOKEN") -> NightlyResult:
     """The whole chain under the suite's nightly lock; steps after a failed one still run
     where they can (a failed report still gets a digest posted, saying so)."""
     from .history import default_db_url
@@ -75,7 +76,7 @@ def run_nightly(suite: Suite, *, baseline: str = "last-good", channel: str | Non
         _judge_step(history, suite, result)
         _report_step(result, reports_dir, db_url)
         emit("note", text=f"report: {result.report_dir}") if result.report_dir else None
-        _post_step(result, channel, thread_ts, dry_run, emit)
+        _post_step(result, channel, thread_ts, dry_run, emit, token_env)
         _mark_step(history, result)
     return result
 
@@ -192,7 +193,8 @@ def _report_step(result: NightlyResult, reports_dir: Path, db_url: str | None = 
         _fail(result, EXIT_REPORT, f"report: {type(exc).__name__}: {exc}")
 
 
-def _post_step(result: NightlyResult, channel: str | None, thread_ts: str | None, dry_run: bool, emit) -> None:
+def _post_step(result: NightlyResult, channel: str | None, thread_ts: str | None, dry_run: bool, emit,
+               token_env: str) -> None:
     if channel is None:
         return
     from .notify.digest import build_digest
@@ -206,7 +208,7 @@ def _post_step(result: NightlyResult, channel: str | None, thread_ts: str | None
         emit("dry_run", payload=dry_run_payload(digest, channel=channel, pdf_path=pdf, thread_ts=thread_ts))
         return
     try:
-        result.posted = post_report(digest, channel=channel, pdf_path=pdf, thread_ts=thread_ts)
+        result.posted = post_report(digest, channel=channel, pdf_path=pdf, thread_ts=thread_ts, token_env=token_env)
     except NotifyError as exc:
         _fail(result, EXIT_NOTIFY, f"slack: {exc}")
 

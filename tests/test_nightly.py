@@ -117,3 +117,19 @@ def test_nightly_resumes_todays_interrupted_nightly(write_suite, tmp_path):
     assert manifest["status"] == "finished" and len(manifest["resumed"]) == 1
     keys = read_samples(run_dir)[["case_id", "repeat", "stage"]]
     assert not keys.duplicated().any() and keys["case_id"].nunique() == 10
+
+
+def test_post_reads_the_token_from_the_variable_named_by_token_env(write_suite, tmp_path):
+    write_suite(SUITE)
+    env = {k: v for k, v in bench_env().items() if k != "SLACK_BOT_TOKEN"}
+    built = subprocess.run([sys.executable, "-m", "benchrunner", "nightly", "suite.toml"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    (run_dir,) = [p for p in (tmp_path / "results").iterdir() if p.name.startswith("nightly-")]
+    with FakeSlack(token=TOKEN) as slack:
+        env.update(TEAM_SLACK_TOKEN=TOKEN, BENCH_SLACK_API_URL=slack.api_url)
+        result = subprocess.run([sys.executable, "-m", "benchrunner", "post", run_dir.name, "--channel", "C5",
+                                 "--token-env", "TEAM_SLACK_TOKEN"], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert slack.uploads and TOKEN not in result.stdout + result.stderr
