@@ -68,6 +68,14 @@ class Pipeline:
     def stage_names(self) -> list[str]:
         return [stage.name for stage in self.stages]
 
+    def duration_s(self, clip: dict, nominal_s: float) -> float:
+        """The clip's real length, from its first input stream with a declared rate (a WAV file
+        in the 5 s bucket may last 5.2 s); ``nominal_s`` when no stream says."""
+        for name, stream in self.inputs.items():
+            if stream.rate_hz and name in clip and torch.is_tensor(clip[name]):
+                return clip[name].shape[stream.time_axis] / stream.rate_hz
+        return nominal_s
+
 
 @dataclass(frozen=True)
 class ChunkContext:

@@ -26,7 +26,7 @@ from .results import RunFiles, read_manifest, read_samples, read_timeline, repai
 from .rows import now_iso
 from .suite import Suite, validate_suite
 from .summary import summarise
-from .warnings import gpu_run_warnings, other_process_warnings, run_warnings, sampler_warnings
+from .warnings import gpu_run_warnings, other_process_warnings, quality_warnings, run_warnings, sampler_warnings
 from .worker import WorkerConfig
 
 EventHandler = Callable[..., None]
@@ -208,7 +208,7 @@ class _WorkerSlot:
         self.drift: list[dict] = []     # workers replaced because memory did not come back
         self.single_pass_lost: set[tuple[str, float]] = set()  # (variant, clip_s) whose single pass killed a worker
         self.sampler: dict = {"util_sources": [], "errors": [], "source_changes": [], "fallback_reason": None,
-                              "other_gpu_pids": []}
+                              "other_gpu_pids": [], "quality_problems": []}
 
     def note_diagnostics(self, diagnostics: dict) -> None:
         """Accumulate the sampler's notes over workers, each item once."""
@@ -218,7 +218,7 @@ class _WorkerSlot:
         for key, item in (("util_sources", diagnostics["util_source"]),):
             if item not in notes[key]:
                 notes[key].append(item)
-        for key in ("errors", "source_changes", "other_gpu_pids"):
+        for key in ("errors", "source_changes", "other_gpu_pids", "quality_problems"):
             notes[key].extend(x for x in diagnostics[key] if x not in notes[key])
         notes["fallback_reason"] = notes["fallback_reason"] or diagnostics["fallback_reason"]
 
@@ -356,7 +356,8 @@ def _sampler_warnings(manifest: dict) -> list:
     sources = notes["util_sources"]
     found = sampler_warnings(notes["errors"], notes["source_changes"], sources[-1] if sources else "off",
                              notes["fallback_reason"])
-    return found + other_process_warnings(notes["other_gpu_pids"])
+    return found + other_process_warnings(notes["other_gpu_pids"]) + \
+        quality_warnings(notes.get("quality_problems", []))
 
 
 def _finish(files: RunFiles, manifest: dict, status: str, emit: EventHandler) -> None:

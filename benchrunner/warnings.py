@@ -143,3 +143,15 @@ def other_process_warnings(other_gpu_pids: list[int]) -> list[ValidityWarning]:
         "so they shared its SMs and memory bandwidth with the benchmark",
         "run benchmarks on an idle GPU (check nvidia-smi before starting, or reserve the GPU "
         "with CUDA_VISIBLE_DEVICES and your scheduler)")]
+
+
+def quality_warnings(problems: list[str]) -> list[ValidityWarning]:
+    """Chunked outputs that could not be compared with the single pass (quality left blank)."""
+    if not problems:
+        return []
+    return [ValidityWarning(
+        "quality_unavailable",
+        f"the quality of {len(problems)} case(s) could not be measured, so quality_snr_db is blank there "
+        f"(first: {problems[0]})",
+        "make every output stream's length proportional to the input (declare Stream rate_hz in "
+        "Pipeline.outputs) so the merged output has the single pass's shape")]

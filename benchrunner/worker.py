@@ -59,7 +59,11 @@ def serve(conn, config: WorkerConfig) -> None:
         conn.send(("ready", worker.info()))
         while (message := conn.recv())[0] != "stop":
             _, cases, next_refs = message
-            worker.run_group(cases, next_refs, conn.send)
+            try:
+                worker.run_group(cases, next_refs, conn.send)
+            except Exception as exc:  # a harness bug or a broken pipeline: the parent records it as a crash
+                conn.send(("worker_error", f"worker error: {describe_exception(exc)}"))
+                raise
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the parent is gone
     worker.close()
@@ -90,6 +94,7 @@ class Worker:
         self.prefetcher = Prefetcher(self.pipeline)
         self.pending: list[InputRef] = []
         self.references: dict[InputRef, Any] = {}
+        self.quality_problems: list[str] = []
         if self.sampler:
             self.sampler.start()
 
@@ -155,6 +160,7 @@ class Worker:
             "source_changes": [list(c) for c in getattr(backend, "source_changes", [])],
             "fallback_reason": getattr(backend, "fallback_reason", None),
             "other_gpu_pids": others,
+            "quality_problems": list(self.quality_problems),
         }
 
     def _baseline_after(self) -> int:
@@ -215,7 +221,8 @@ class Worker:
         result, failure = None, None
         try:
             with torch.inference_mode():
-                result = execute_mode(case.mode, self.pipeline, clip, case.clip_s, self.timer, chunked)
+                result = execute_mode(case.mode, self.pipeline, clip, self.pipeline.duration_s(clip, case.clip_s),
+                                      self.timer, chunked)
                 synchronize(self.device)
         except ChunkFailed as exc:
             failure = (exc.kind, f"{case.mode.label}: {exc}")
@@ -253,14 +260,23 @@ class Worker:
             self.references[ref] = self._untimed_single(case, clip)
         reference = self.references[ref]
         if isinstance(reference, dict):
-            deviation = output_deviation(reference, result.output)
+            try:
+                deviation = output_deviation(reference, result.output)
+            except ValueError as exc:  # outputs that cannot be compared: quality stays blank, and says why
+                self._note_quality_problem(f"{case.case_id}: {exc}")
+                return
             m.quality_snr_db, m.quality_max_abs_err = deviation.snr_db, deviation.max_abs_err
+
+    def _note_quality_problem(self, text: str) -> None:
+        if text not in self.quality_problems:
+            self.quality_problems.append(text)
 
     def _untimed_single(self, case: Case, clip: dict) -> dict | str:
         failure = None
         try:
             with torch.inference_mode():
-                output = execute_mode(parse_mode("single"), self.pipeline, clip, case.clip_s, _NullTimer(),
+                output = execute_mode(parse_mode("single"), self.pipeline, clip,
+                                      self.pipeline.duration_s(clip, case.clip_s), _NullTimer(),
                                       ChunkedMode())
             return _to_cpu(output.output)
         except Exception as exc:  # no single-pass reference: quality stays blank

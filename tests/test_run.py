@@ -166,3 +166,27 @@ def test_cpu_utilisation_is_measured_for_every_repeat_even_short_ones(bench, wri
     one_core_pct = 100.0 / (os.cpu_count() or 1)  # a single thread spinning: one core's share
     assert set(totals["util_source"]) == {"cpu"}
     assert totals["util_mean_pct"].between(0.4 * one_core_pct, 1.5 * one_core_pct).all(), totals["util_mean_pct"]
+
+
+def test_outputs_that_cannot_be_compared_leave_quality_blank_with_a_warning(bench, write_suite, tmp_path):
+    import json
+
+    suite = write_suite("""
+        name = "trim"
+        pipeline = "testing_pipelines:build"
+        pipeline_args = { trim_last = true }
+        device = "cpu"
+        clip_lengths_s = [12]
+        modes = ["single", "chunked"]
+        chunk = { window_s = 5, overlap_s = 1 }
+        repeats = 2
+        warmup = 0
+    """)
+    result = bench("run", str(suite), "--out", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr
+    run_dir = run_dir_of(result.stdout)
+    totals = read_samples(run_dir).query("stage == 'total'")
+    assert set(totals["status"]) == {"ok"}
+    assert totals.query("mode == 'chunked'")["quality_snr_db"].isna().all()
+    codes = [w["code"] for w in json.loads((run_dir / "manifest.json").read_text())["warnings"]]
+    assert "quality_unavailable" in codes

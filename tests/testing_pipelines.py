@@ -28,7 +28,8 @@ def _smooth(value: dict) -> dict:
 
 
 def build(fail_chunk: int | None = None, permanent: bool = False, fail_clip_s: float | None = None,
-          abort_clip_s: float | None = None, hang_clip_s: float | None = None, busy_ms: float = 0.0) -> Pipeline:
+          abort_clip_s: float | None = None, hang_clip_s: float | None = None, busy_ms: float = 0.0,
+          trim_last: bool = False) -> Pipeline:
     def flaky(value: dict) -> dict:
         chunk = current_chunk()
         if fail_chunk is not None and chunk is not None and chunk.index == fail_chunk:
@@ -47,7 +48,7 @@ def build(fail_chunk: int | None = None, permanent: bool = False, fail_clip_s: f
         end = time.perf_counter() + busy_ms / 1000
         while time.perf_counter() < end:
             pass
-        return value
+        return {"audio": value["audio"][..., :-1]} if trim_last else value  # trim: not length-proportional
 
     return Pipeline(
         name="testing",

@@ -118,6 +118,9 @@ class LocalWorker:
             if message in (TIMEOUT, CRASH):
                 self._lose(group, by_id, case, max(repeat, 0), message)
                 return group
+            if message[0] == "worker_error":
+                self._lose(group, by_id, case, max(repeat, 0), CRASH, detail=message[1])
+                return group
             if message[0] == "call_started":
                 now = time.monotonic()
                 spent[current] += now - call_started
@@ -141,7 +144,8 @@ class LocalWorker:
         except (EOFError, ConnectionResetError, BrokenPipeError):
             return CRASH
 
-    def _lose(self, group: "GroupOutcome", by_id: dict[str, Case], case: Case, repeat: int, kind: str) -> None:
+    def _lose(self, group: "GroupOutcome", by_id: dict[str, Case], case: Case, repeat: int, kind: str,
+              detail: str | None = None) -> None:
         """The worker is gone: the case in progress gets a failed repeat; the other cases of
         the group that had repeats left are listed as unfinished (the caller runs them again)."""
         if kind == TIMEOUT:
@@ -149,7 +153,8 @@ class LocalWorker:
             error = f"no result within timeout_s={case.timeout_s:g} s; worker killed"
         else:
             self.process.join(5)
-            error = exit_description(self.process.exitcode)
+            self.kill()
+            error = "; ".join(filter(None, [detail, exit_description(self.process.exitcode)]))
         group.cases[case.case_id].rows += failure_rows(case, self.stages, repeat, kind, error)
         group.worker_lost, group.lost_case = kind, case.case_id
         group.unfinished = [case_id for case_id, outcome in group.cases.items()
