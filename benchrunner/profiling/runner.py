@@ -160,7 +160,7 @@ def _one_call(pipeline: Pipeline, case: Case, timer: ProfilingStageTimer, prefet
             synchronize(case.device)
     try:
         with torch.inference_mode():
-            execute_mode(case.mode, pipeline, clip, case.clip_s, timer, chunked)
+            execute_mode(case.mode, pipeline, clip, pipeline.duration_s(clip, case.clip_s), timer, chunked)
             synchronize(case.device)
     except ChunkFailed as exc:
         raise ProfileError(f"{case.case_id}: {exc}") from None
