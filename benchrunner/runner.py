@@ -215,9 +215,8 @@ class _WorkerSlot:
         if not diagnostics:
             return
         notes = self.sampler
-        for key, item in (("util_sources", diagnostics["util_source"]),):
-            if item not in notes[key]:
-                notes[key].append(item)
+        if diagnostics["util_source"] not in notes["util_sources"]:
+            notes["util_sources"].append(diagnostics["util_source"])
         for key in ("errors", "source_changes", "other_gpu_pids", "quality_problems"):
             notes[key].extend(x for x in diagnostics[key] if x not in notes[key])
         notes["fallback_reason"] = notes["fallback_reason"] or diagnostics["fallback_reason"]

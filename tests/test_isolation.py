@@ -101,13 +101,14 @@ def test_a_hanging_case_times_out_within_3_to_6_s(write_suite):
     cases, _ = build_cases(suite, run_id="t", device="cpu")
     worker = LocalWorker(WorkerConfig(suite.pipeline, suite.pipeline_args, "cpu"))
     try:
-        assert worker.run_case(cases[0], []).worker_lost is None
+        assert worker.run_group([cases[0]], []).worker_lost is None
         started = time.monotonic()
-        outcome = worker.run_case(cases[1], [])
+        group = worker.run_group([cases[1]], [])
         elapsed = time.monotonic() - started
     finally:
         worker.kill()
-    assert outcome.worker_lost == "timeout"
+    assert group.worker_lost == "timeout"
+    outcome = group.cases[cases[1].case_id]
     assert 3.0 <= elapsed <= 6.0
     total = [r for r in outcome.rows if r["stage"] == "total"]
     assert [r["status"] for r in total] == ["timeout"]

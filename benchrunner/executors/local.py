@@ -29,9 +29,6 @@ READY_TIMEOUT_S = 300.0
 class CaseOutcome:
     rows: list[dict] = field(default_factory=list)
     timeline: list[dict] = field(default_factory=list)
-    worker_lost: str | None = None  # "timeout" or "crash" when the worker had to be replaced
-    baseline_after: int | None = None  # the worker's memory after the case (see worker._baseline_after)
-    diagnostics: dict = field(default_factory=dict)  # the sampler's notes (see Worker.diagnostics)
 
 
 @dataclass
@@ -40,8 +37,8 @@ class GroupOutcome:
     worker_lost: str | None = None     # "timeout" or "crash": the worker had to be replaced
     lost_case: str | None = None       # the case that was running then
     unfinished: list[str] = field(default_factory=list)  # other cases with repeats left: run them again
-    baseline_after: int | None = None
-    diagnostics: dict = field(default_factory=dict)
+    baseline_after: int | None = None  # the worker's memory after the group (see Worker._baseline_after)
+    diagnostics: dict = field(default_factory=dict)  # the sampler's notes (see Worker.diagnostics)
 
 
 def _repeats_done(outcome: CaseOutcome) -> int:
@@ -92,15 +89,6 @@ class LocalWorker:
     @property
     def stages(self) -> list[str]:
         return self.info["stages"]
-
-    def run_case(self, case: Case, next_refs: list[InputRef],
-                 on_repeat: Callable[[Case, int], None] | None = None) -> CaseOutcome:
-        """One case alone (a group of one)."""
-        group = self.run_group([case], next_refs, on_repeat)
-        outcome = group.cases[case.case_id]
-        outcome.worker_lost, outcome.baseline_after, outcome.diagnostics = \
-            group.worker_lost, group.baseline_after, group.diagnostics
-        return outcome
 
     def run_group(self, cases: list[Case], next_refs: list[InputRef],
                   on_repeat: Callable[[Case, int], None] | None = None) -> GroupOutcome:
