@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import UserError
@@ -31,7 +31,6 @@ class Case:
     memory_limit_bytes: int | None
     want_quality: bool
     timeout_s: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def input_for(self, index: int) -> InputRef:
         """The input of the index-th call (warm-ups first), cycling through the bucket."""
