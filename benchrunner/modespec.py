@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 MODE_KINDS = ("single", "chunked", "hybrid")
-MODE_TEXT = r"(?P<kind>single|chunked|hybrid)(?:@(?P<threshold>\d+(?:\.\d+)?))?"  # for larger patterns
+MODE_TEXT = rf"(?P<kind>{'|'.join(MODE_KINDS)})(?:@(?P<threshold>\d+(?:\.\d+)?))?"  # for larger patterns
 _MODE_PATTERN = re.compile(f"^{MODE_TEXT}$")
 
 

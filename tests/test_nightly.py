@@ -3,7 +3,6 @@ the lock; Slack failing for good. Real CLI processes, real slack-sdk WebClient."
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time

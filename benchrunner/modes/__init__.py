@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..pipeline import Pipeline
-from .base import ChunkFailed, ChunkRecord, ModeResult, ModeSpec, StageFailed, StageTimer, parse_mode
+from ..modespec import ModeSpec, parse_mode
+from .base import ChunkFailed, ChunkRecord, ModeResult, StageFailed, StageTimer
 from .chunked import ChunkedMode
 from .hybrid import run_hybrid
 from .single import run_single

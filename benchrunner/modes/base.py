@@ -1,12 +1,10 @@
-"""What every execution mode shares: its spec, its result and running the stages once."""
+"""What every execution mode shares: the chunk table, its result and running the stages once."""
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
-
-from ..modespec import MODE_KINDS, ModeSpec, parse_mode  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
