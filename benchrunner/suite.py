@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import UserError
-from .inputs import AUDIO_SUFFIXES
 from .modespec import ModeSpec, parse_mode
 
 DEFAULT_PIPELINE = "benchrunner.pipelines.reference:build"
 DEVICES = ("auto", "cpu", "cuda")
+AUDIO_SUFFIXES = (".wav", ".flac")  # the input files a suite's inputs folder may hold
 BUDGET_METRICS = ("p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "peak_memory_gb",
                   "throughput_clips_per_s", "failure_rate")
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchrunner.results import SCHEMA_VERSION, RunFiles, read_samples
-from benchrunner.summary import summarise
-from benchrunner.warnings import run_warnings
+from benchrunner.analysis.summary import summarise
+from benchrunner.analysis.warnings import run_warnings
+from benchrunner.store.results import SCHEMA_VERSION, RunFiles, read_samples
 
 STAGES = ("voice_conversion", "acoustic", "pitch", "lipsync")
 STAGE_SHARE = (0.15, 0.55, 0.05, 0.25)

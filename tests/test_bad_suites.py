@@ -30,7 +30,7 @@ from click.testing import CliRunner
 
 from benchrunner.cli import main
 from benchrunner.errors import UserError
-from benchrunner.runner import check_pipeline
+from benchrunner.run.runner import check_pipeline
 from benchrunner.suite import load_suite
 
 BAD_SUITES = Path(__file__).parent / "data" / "bad_suites"

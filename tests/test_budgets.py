@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchrunner.budgets import GIB, budgets_from_manifest, check_budgets
+from benchrunner.analysis.budgets import GIB, budgets_from_manifest, check_budgets
 from benchrunner.suite import Budget
 
 from conftest import REPO, bench_env

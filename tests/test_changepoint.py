@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from benchrunner.changepoint import MANN_WHITNEY, MEDIAN_Z, Change, detect_changes, noise_sigma
+from benchrunner.analysis.changepoint import MANN_WHITNEY, MEDIAN_Z, Change, detect_changes, noise_sigma
 
 
 def _nights(n: int, seed: int, noise: float = 0.005) -> np.ndarray:

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchrunner.compare import compare, compare_frames
+from benchrunner.analysis.compare import compare, compare_frames
 from benchrunner.errors import UserError
 from benchrunner.formats import render
 from benchrunner.formats.documents import compare_document
-from benchrunner.results import SAMPLE_COLUMNS, RunFiles, read_samples
-from benchrunner.runs import resolve_run
+from benchrunner.store.results import SAMPLE_COLUMNS, RunFiles, read_samples
+from benchrunner.store.runs import resolve_run
 
 from conftest import REPO, bench_env
 
@@ -198,7 +198,7 @@ def test_compare_prints_a_readable_table_quickly_without_torch(quick_run):
     assert sum(line.split()[0] in ("5", "15", "30") for line in lines[3:6]) == 3
     assert "\033[" not in done.stdout  # no colour when not a TTY
     assert wall_s < 10  # generous: about 1 s on an idle machine; the 2 s target is measured by hand
-    imported = subprocess.run([sys.executable, "-X", "importtime", "-c", "import benchrunner.compare, "
+    imported = subprocess.run([sys.executable, "-X", "importtime", "-c", "import benchrunner.analysis.compare, "
                                "benchrunner.formats.documents, benchrunner.cli"],
                               capture_output=True, text=True, cwd=REPO, env=bench_env())
     assert " torch" not in imported.stderr
@@ -262,7 +262,7 @@ def test_run_against_run_matches_cases_and_says_what_differs(quick_run, tmp_path
 
 
 def test_bench_compare_with_bare_hybrid_compares_every_threshold(tmp_path):
-    from benchrunner.compare import expand_sides
+    from benchrunner.analysis.compare import expand_sides
 
     rows = (rows_for("hybrid", 30.0, [10.0] * 3, threshold_s=28.0) + rows_for("hybrid", 30.0, [11.0] * 3,
                                                                                threshold_s=32.0)

@@ -7,9 +7,9 @@ import time
 
 import pynvml
 
+from benchrunner.analysis.warnings import sampler_warnings
 from benchrunner.measure.gpu import GPM_MIN_INTERVAL_S, open_sampler_backend, process_device_bytes_reader
 from benchrunner.measure.sampler import Sampler
-from benchrunner.warnings import sampler_warnings
 from fake_nvml import FakeDevice, FakeNvml
 
 

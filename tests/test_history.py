@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, inspect
 
+from benchrunner.analysis.history_trend import trend_changes
 from benchrunner.errors import UserError
-from benchrunner.history import (CASES, CURRENT_VERSION, RUNS, default_db_url, history_series, mask_url, migrate,
-                                 open_history, record_folders, trend_changes)
-from benchrunner.results import RunFiles, read_summary
-from benchrunner.summary import SUMMARY_COLUMNS
+from benchrunner.store.history import (CASES, CURRENT_VERSION, RUNS, default_db_url, history_series, mask_url, migrate,
+                                       open_history, record_folders)
+from benchrunner.analysis.summary import SUMMARY_COLUMNS
+from benchrunner.store.results import RunFiles, read_summary
 
 from conftest import bench_env
 
@@ -237,7 +238,7 @@ def test_a_newer_schema_is_refused(tmp_path):
 
 def record_concurrently(db: str, folders: list[Path]) -> None:
     """One process per folder, all recording (and migrating a fresh database) at once."""
-    script = ("import sys; from benchrunner.history import open_history, record_folders\n"
+    script = ("import sys; from benchrunner.store.history import open_history, record_folders\n"
               "h = open_history(sys.argv[1]); print(record_folders(h, 'nightly', [sys.argv[2]]))")
     procs = [subprocess.Popen([sys.executable, "-c", script, db, str(f)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=bench_env()) for f in folders]
@@ -298,7 +299,7 @@ def test_default_db_url(monkeypatch, tmp_path):
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from benchrunner.locks import FileLock
+    from benchrunner.store.locks import FileLock
     lock = FileLock(Path(sys.argv[1]) / ".lock", what="run").acquire()
     print("held", flush=True)
     time.sleep(60)

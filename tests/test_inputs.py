@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from benchrunner.inputs import InputRef, bucket_inputs, load_clip
 from benchrunner.pipelines.reference import build
-from benchrunner.results import read_samples
+from benchrunner.run.inputs import InputRef, bucket_inputs, load_clip
+from benchrunner.store.results import read_samples
 
 
 def write_wav(path, seconds: float, rate: int = 44100, channels: int = 2) -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchrunner.cases import build_cases
-from benchrunner.executors.local import LocalWorker
-from benchrunner.results import read_manifest, read_samples
+from benchrunner.run.cases import build_cases
+from benchrunner.run.executors.local import LocalWorker
+from benchrunner.run.worker import WorkerConfig
+from benchrunner.store.results import read_manifest, read_samples
 from benchrunner.suite import load_suite
-from benchrunner.worker import WorkerConfig
 from conftest import bench_env
 
 TEST_STAGES = ["smooth", "flaky", "busy", "total"]
@@ -253,7 +253,7 @@ def test_a_signal_marks_the_run_interrupted_writes_summaries_and_exits_128_plus_
 
 
 def test_interleaved_cases_alternate_their_repeats_with_a_rotating_order(write_suite):
-    from benchrunner.worker import call_order
+    from benchrunner.run.worker import call_order
 
     suite = load_suite(write_suite("""
         name = "order"

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import testing_pipelines
-from benchrunner.modes import ChunkedMode, ChunkFailed, execute_mode, parse_mode
-from benchrunner.modes.merge import crossfade_weights, plan_chunks
 from benchrunner.pipelines.reference import build as build_reference
-from benchrunner.quality import output_deviation
+from benchrunner.run.modes import ChunkedMode, ChunkFailed, execute_mode, parse_mode
+from benchrunner.run.modes.merge import crossfade_weights, plan_chunks
+from benchrunner.run.quality import output_deviation
 
 
 class SumTimer:

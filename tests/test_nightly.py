@@ -9,7 +9,7 @@ import time
 
 from fake_slack import FakeSlack, forever
 
-from benchrunner.history import open_history
+from benchrunner.store.history import open_history
 from conftest import bench_env
 
 TOKEN = "xoxb-NIGHTLY-SECRET-42"
@@ -95,7 +95,7 @@ def test_nightly_resumes_todays_interrupted_nightly(write_suite, tmp_path):
     import signal
     from datetime import datetime, timezone
 
-    from benchrunner.results import read_manifest, read_samples
+    from benchrunner.store.results import read_manifest, read_samples
 
     write_suite(SUITE.replace('clip_lengths_s = [3, 12]', 'clip_lengths_s = [3, 6, 9, 12, 15]'))
     run_id = f"nightly-tiny-nightly-{datetime.now(timezone.utc):%Y%m%d}"

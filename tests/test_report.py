@@ -20,7 +20,7 @@ import pytest
 
 from benchrunner.report import fmt
 from benchrunner.report.writer import write_reports
-from benchrunner.results import read_summary
+from benchrunner.store.results import read_summary
 from conftest import REPO, bench_env
 from synthetic_run import CLIPS, MODES, make_synthetic_run
 

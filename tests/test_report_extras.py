@@ -19,13 +19,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from benchrunner.history import open_history
 from benchrunner.profiling.analysis import IO_WAIT, analyse
 from benchrunner.profiling.compare import compare_analyses
 from benchrunner.profiling.store import PROFILES_DIR, case_dir, write_comparison, write_profile
-from benchrunner.report.model import build_model
+from benchrunner.report.sections import build_model
 from benchrunner.report.writer import write_reports
-from benchrunner.results import RunFiles, read_manifest, read_summary
+from benchrunner.store.history import open_history
+from benchrunner.store.results import RunFiles, read_manifest, read_summary
 from conftest import bench_env
 from synthetic_run import STAGES, make_synthetic_run
 from test_report import html_tables, md_table, need

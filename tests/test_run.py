@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from benchrunner.results import SAMPLE_COLUMNS, SCHEMA_VERSION, read_samples
-from benchrunner.summary import SUMMARY_COLUMNS
+from benchrunner.analysis.summary import SUMMARY_COLUMNS
+from benchrunner.store.results import SAMPLE_COLUMNS, SCHEMA_VERSION, read_samples
 
 REFERENCE_STAGES = ["voice_conversion", "acoustic", "pitch", "lipsync", "total"]
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from benchrunner.cli import main
 from benchrunner.measure.nvml_backend import open_gpu_backend
 from benchrunner.measure.timing import CpuStageTimer
-from benchrunner.selfcheck import (
+from benchrunner.run.selfcheck import (
     BUSY_WAIT_MS,
     MEMORY_BYTES,
     CheckResult,
@@ -154,7 +154,7 @@ def fake_run(passed: list[bool | None]):
 
 @pytest.mark.parametrize("passed, code", [([True, True], 0), ([True, False], 1), ([None, True], 0)])
 def test_exit_code_is_1_only_when_a_check_fails(monkeypatch, passed, code):
-    monkeypatch.setattr("benchrunner.selfcheck.run_selfcheck", fake_run(passed))
+    monkeypatch.setattr("benchrunner.run.selfcheck.run_selfcheck", fake_run(passed))
     result = CliRunner().invoke(main, ["selfcheck", "--quick"])
     assert result.exit_code == code, result.output
     assert "1.5000 ms" in result.output and "bound <= 2 ms" in result.output
@@ -163,7 +163,7 @@ def test_exit_code_is_1_only_when_a_check_fails(monkeypatch, passed, code):
 
 
 def test_json_output_lists_every_check(monkeypatch):
-    monkeypatch.setattr("benchrunner.selfcheck.run_selfcheck", fake_run([True, False]))
+    monkeypatch.setattr("benchrunner.run.selfcheck.run_selfcheck", fake_run([True, False]))
     result = CliRunner().invoke(main, ["selfcheck", "--json"])
     assert result.exit_code == 1
     report = json.loads(result.output)

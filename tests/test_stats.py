@@ -1,4 +1,4 @@
-"""Tests for the comparison statistics in benchrunner.stats (seeded simulations)."""
+"""Tests for the comparison statistics in benchrunner.analysis.stats (seeded simulations)."""
 
 import math
 import time
@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from benchrunner.stats import (
+from benchrunner.analysis.stats import (
     FASTER,
     FEWER_FAILURES,
     INSUFFICIENT,

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchrunner.results import SAMPLE_COLUMNS, RunFiles, read_samples, read_summary
-from benchrunner.runs import resolve_run
-from benchrunner.summary import summarise
-from benchrunner.tuning import GIB, tune_run, tune_threshold
+from benchrunner.analysis.summary import summarise
+from benchrunner.analysis.tuning import GIB, tune_run, tune_threshold
+from benchrunner.store.results import SAMPLE_COLUMNS, RunFiles, read_samples, read_summary
+from benchrunner.store.runs import resolve_run
 
 from conftest import REPO, bench_env
 

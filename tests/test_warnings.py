@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from benchrunner.warnings import gpu_run_warnings, sampler_warnings
+from benchrunner.analysis.warnings import gpu_run_warnings, sampler_warnings
 
 IDLE, APP_CLOCKS, SW_POWER_CAP, HW_SLOWDOWN, SW_THERMAL = 0x001, 0x002, 0x004, 0x008, 0x020
 

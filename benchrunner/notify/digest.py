@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchrunner.stats import min_samples_for
+from benchrunner.analysis.stats import min_samples_for
 
 MAX_BLOCKS = 50
 MAX_HEADER_CHARS = 150

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..measure.environment import environment_summary
-from ..results import TOTAL_STAGE, read_manifest, read_summary
+from ..store.results import TOTAL_STAGE, read_manifest, read_summary
 from .digest import DigestInput, ModeFigures
 
 

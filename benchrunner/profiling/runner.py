@@ -23,13 +23,13 @@ from typing import Callable
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from ..cases import Case, build_cases
 from ..errors import BenchError, UserError
-from ..failures import describe_exception
-from ..inputs import Prefetcher
 from ..measure.timing import synchronize
-from ..modes import ChunkedMode, ChunkFailed, execute_mode, parse_mode
 from ..pipeline import Pipeline, load_pipeline
+from ..run.cases import Case, build_cases
+from ..run.failures import describe_exception
+from ..run.inputs import Prefetcher
+from ..run.modes import ChunkedMode, ChunkFailed, execute_mode, parse_mode
 from ..suite import load_suite
 from .analysis import IO_WAIT, Analysis, TraceError, analyse
 from .store import TRACE_FILE, case_dir, write_profile
@@ -75,7 +75,7 @@ def plan_cases(suite_path: str | Path, modes: list[str], clip_s: float, *, varia
                         f"(expected one of {', '.join(suite.variants)})")
     suite = replace(suite, clip_lengths_s=[float(clip_s)], modes=specs, variants={chosen: suite.variants[chosen]},
                     repeats=repeats or suite.repeats)
-    from ..runner import resolve_device
+    from ..run.runner import resolve_device
 
     cases, _ = build_cases(suite, run_id="profile", device=resolve_device(suite.device))
     return cases

@@ -59,9 +59,9 @@ def recorded_budgets(manifest: dict) -> list[RecordedBudget]:
 
 def budget_outcome(view: RunView) -> Outcome:
     try:
-        from ..budgets import check_budgets
+        from ..analysis.budgets import check_budgets
     except ImportError as exc:
-        return Outcome("budgets", note=_missing("budgets", exc))
+        return Outcome("budgets", note=_missing("analysis.budgets", exc))
     try:
         return Outcome("budgets", value=list(check_budgets(view.summary, recorded_budgets(view.manifest))))
     except (BenchError, KeyError, TypeError, ValueError) as exc:
@@ -84,9 +84,9 @@ def _mode_samples(view: RunView, label: str) -> pd.DataFrame:
 
 def _compare(title: str, call) -> Outcome:
     try:
-        from .. import compare
+        from ..analysis import compare
     except ImportError as exc:
-        return Outcome(title, note=_missing("compare", exc))
+        return Outcome(title, note=_missing("analysis.compare", exc))
     try:
         return Outcome(title, value=call(compare))
     except BenchError as exc:
@@ -116,9 +116,9 @@ def sweep_outcome(view: RunView, memory_budget: float | None) -> Outcome | None:
         return None
     criteria = {"memory_budget_bytes": memory_budget, "min_snr_db": DEFAULT_MIN_SNR_DB}
     try:
-        from ..tuning import tune_threshold
+        from ..analysis.tuning import tune_threshold
     except ImportError as exc:
-        return Outcome("threshold sweep", note=_missing("tuning", exc), extra=criteria)
+        return Outcome("threshold sweep", note=_missing("analysis.tuning", exc), extra=criteria)
     try:
         result = tune_threshold(view.samples, view.summary, **criteria, gpu_memory_gb=_gpu_memory_gb(view.manifest))
     except BenchError as exc:

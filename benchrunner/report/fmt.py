@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..stats import min_samples_for
+from ..analysis.stats import min_samples_for
 
 UTIL_SOURCES = {
     "gpm_sm": ("SM activity", "SM 활성도"),

@@ -18,7 +18,7 @@ import re
 import pandas as pd
 
 from ..errors import UserError
-from ..results import TOTAL_STAGE, read_manifest, read_samples, read_summary, read_timeline
+from ..store.results import TOTAL_STAGE, read_manifest, read_samples, read_summary, read_timeline
 from . import fmt
 
 TONES = ("", "good", "bad", "warn", "muted")
@@ -175,17 +175,3 @@ def run_date(manifest: dict) -> str:
         return datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
         return text or "unknown"
-
-
-def build_model(run: str | Path, *, against: str | Path | None = None, db_url: str | None = None,
-                trend_nights: int = DEFAULT_TREND_NIGHTS) -> ReportModel:
-    """Read the run (and the baseline run to compare against) and build the report model; the
-    trend comes from the history store at ``db_url`` (default: BENCH_DB_URL, else
-    sqlite:///results/history.db), read only, when it has nights of the run's suite."""
-    from .sections import assemble
-    from .trend import check_nights
-
-    check_nights(trend_nights)
-    view = load_run(run)
-    base = load_run(against) if against is not None else None
-    return assemble(view, base, db_url=db_url, trend_nights=trend_nights)

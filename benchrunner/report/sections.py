@@ -1,10 +1,13 @@
-"""Assemble the report model: facts, verdicts and sections in reading order."""
+"""Assemble the report model: facts, verdicts and sections in reading order. The one place
+that imports both the model and the modules that build its sections (model.py imports none of them)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..measure.environment import environment_summary, format_environment
 from . import analysis, chartdata, profiles, tables, trend, verdicts
-from .model import DEFAULT_TREND_NIGHTS, ReportModel, RunView, Section, run_date
+from .model import DEFAULT_TREND_NIGHTS, ReportModel, RunView, Section, load_run, run_date
 
 
 def _facts(view: RunView, base: RunView | None) -> list[tuple[str, str]]:
@@ -130,3 +133,14 @@ def assemble(view: RunView, base: RunView | None, *, db_url: str | None = None,
         headline=headline, warnings=warnings,
         against=base.run_id if base is not None else None, omitted=omitted,
     )
+
+
+def build_model(run: str | Path, *, against: str | Path | None = None, db_url: str | None = None,
+                trend_nights: int = DEFAULT_TREND_NIGHTS) -> ReportModel:
+    """Read the run (and the baseline run to compare against) and build the report model; the
+    trend comes from the history store at ``db_url`` (default: BENCH_DB_URL, else
+    sqlite:///results/history.db), read only, when it has nights of the run's suite."""
+    trend.check_nights(trend_nights)
+    view = load_run(run)
+    base = load_run(against) if against is not None else None
+    return assemble(view, base, db_url=db_url, trend_nights=trend_nights)

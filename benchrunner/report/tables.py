@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..results import TOTAL_STAGE
+from ..store.results import FAILURE_KINDS, OK, TOTAL_STAGE
 from . import fmt
 from .model import RunView, Table
 
 FAIL_TONE = "bad"
-OK = "ok"  # failures.OK and FAILURE_KINDS, repeated: failures.py imports torch, a report must not wait for it
-FAILURE_KINDS = ("oom", "error", "timeout", "crash")
 
 
 def util_header(view: RunView) -> tuple[str, bool]:

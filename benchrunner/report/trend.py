@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..errors import BenchError, UserError
-from ..results import TOTAL_STAGE
+from ..store.results import TOTAL_STAGE
 from . import fmt
 from .analysis import Outcome
 from .model import Chart, RunView, Table
@@ -30,7 +30,7 @@ class TrendData:
     requested: int  # --trend-nights
     nights: list[dict]  # night (1 = oldest), run_id, started_at (UTC timestamp)
     series: pd.DataFrame  # History.series rows of those nights: run_id, started_at, case_id, value (ms)
-    changes: list[dict]  # history.trend_changes over those nights
+    changes: list[dict]  # history_trend.trend_changes over those nights
     this_night: int | None  # this run's night, when the store has it
 
     @property
@@ -47,9 +47,10 @@ def check_nights(nights: int) -> int:
 def trend_outcome(view: RunView, db_url: str | None, nights: int) -> Outcome:
     """The last ``nights`` nights of the run's suite up to this run, or a note saying why not."""
     try:
-        from ..history import DB_ENV, default_db_url, mask_url, open_history, trend_changes
+        from ..analysis.history_trend import trend_changes
+        from ..store.history import DB_ENV, default_db_url, mask_url, open_history
     except ImportError as exc:
-        return Outcome(TITLE, note=f"not shown: benchrunner.history could not be imported ({exc})")
+        return Outcome(TITLE, note=f"not shown: benchrunner.store.history could not be imported ({exc})")
     url = db_url or default_db_url()
     try:
         with open_history(url, create=False) as history:

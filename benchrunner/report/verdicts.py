@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..stats import INSUFFICIENT, NO_CHANGE
+from ..analysis.stats import INSUFFICIENT, NO_CHANGE
 from . import fmt
 from .analysis import Outcome
 from .model import RunView, Table, Verdict

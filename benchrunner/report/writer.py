@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .model import DEFAULT_TREND_NIGHTS, ReportModel, build_model
+from .model import DEFAULT_TREND_NIGHTS, ReportModel
+from .sections import build_model
 
 FORMATS = ("pdf", "html", "md")
 PROSE_FILE = "research_log.toml"

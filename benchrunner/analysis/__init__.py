@@ -1,0 +1,1 @@
+"""Pure functions over results (statistics, compare, tuning, budgets, trends); never torch."""

@@ -1,0 +1,496 @@
+"""bench compare: B against A, per case and clip length, with the statistics that say
+whether a difference is real.
+
+A and B are two modes of one run (``hybrid@32`` vs ``chunked``; a bare ``hybrid`` is
+accepted only when the run has one threshold), two variants (``fp16`` vs ``fp32``, or
+``fp16/hybrid@32``), or two runs (ids under the results folder, or paths). The numbers come
+from stats.py: per row stats.compare_samples (median ratio B/A, percentile-bootstrap 95% CI,
+Mann-Whitney U p-value, verdict), stats.compare_failures for failure counts (Fisher's exact
+test) and stats.geometric_mean_ratio for the closing line. Nothing here prints.
+
+This module must not import torch (compare should answer in well under 2 s): it reads CSV
+files with pandas and never imports suite.py, summary.py or failures.py.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+from ..modespec import MODE_TEXT
+from ..store.results import CASE_KEY, OK, TOTAL_STAGE
+from ..store.runs import RunData, is_run_ref, load_run
+from . import stats
+
+ENV_FIELDS = ("gpu", "driver", "cuda", "torch", "commit", "cpu_model", "python")
+N_BOOT = 2000
+CONF = 0.95
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Which samples.csv column a metric reads and which verdict words it uses."""
+
+    column: str | None
+    unit: str
+    words: tuple[str, str]        # (B lower than A, B higher than A) when significant
+    regression: str | None        # the verdict that counts as a regression (None: never)
+    per_stage: bool
+
+
+METRICS = {
+    "latency": MetricSpec("latency_ms", "ms", (stats.FASTER, stats.SLOWER), stats.SLOWER, True),
+    "memory": MetricSpec("peak_mem_bytes", "bytes", ("lower", "higher"), "higher", False),
+    # Utilisation is not a goal in itself: neutral words, never a regression.
+    "util": MetricSpec("util_mean_pct", "%", ("lower", "higher"), None, False),
+    "failure": MetricSpec(None, "failures", (stats.FEWER_FAILURES, stats.MORE_FAILURES), stats.MORE_FAILURES, False),
+}
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    """One clip length (and stage) of one matched case. For metric "failure" the medians
+    are the failure rates and ratio/CI are None. ``case`` names the matched case without
+    its clip length (e.g. "default" or "default/single"); empty when there is one case."""
+
+    clip_s: float
+    stage: str
+    metric: str
+    n_a: int
+    n_b: int
+    median_a: float | None
+    median_b: float | None
+    ratio: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    verdict: str
+    failures_a: str  # "k/n" of the case's end-to-end repeats
+    failures_b: str
+    case: str = ""
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    a_label: str
+    b_label: str
+    metric: str
+    unit: str
+    rows: list[CompareRow]
+    geomean: tuple[float, float, float] | None  # (ratio, ci_low, ci_high) over the primary stage's rows
+    only_in_a: list[str]
+    only_in_b: list[str]
+    env_diff: list[tuple[str, str | None, str | None]]
+    notes: list[str]
+    min_effect: float = 0.02
+
+    def regressions(self) -> list[CompareRow]:
+        """Rows whose verdict is this metric's regression (slower, higher memory, more
+        failures); utilisation never regresses."""
+        word = METRICS[self.metric].regression
+        return [row for row in self.rows if word is not None and row.verdict == word]
+
+    def geomean_verdict(self) -> str | None:
+        """The verdict rule of stats.compare_samples applied to the geometric mean."""
+        if self.geomean is None:
+            return None
+        return ratio_verdict(*self.geomean, metric=self.metric, min_effect=self.min_effect)
+
+
+def ratio_verdict(ratio: float, ci_low: float, ci_high: float, *, metric: str, min_effect: float) -> str:
+    """Same rule as stats.compare_samples: significant only when the CI excludes 1 and
+    |ratio - 1| >= min_effect; then the metric's word for lower or higher."""
+    if not ((ci_low > 1.0 or ci_high < 1.0) and abs(ratio - 1.0) >= min_effect):
+        return stats.NO_CHANGE
+    lower, higher = METRICS[metric].words
+    return higher if ratio > 1.0 else lower
+
+
+# --- choosing A and B ------------------------------------------------------------------
+
+_MODE_PATTERN = re.compile(rf"^(?:(?P<variant>[^/@]+)/)?{MODE_TEXT}$")
+
+
+@dataclass(frozen=True)
+class Selector:
+    """One side of a within-run comparison: a mode, a variant, or both ("fp16/hybrid@32")."""
+
+    text: str
+    variant: str | None = None
+    kind: str | None = None
+    threshold_s: float | None = None
+
+
+def parse_mode_selector(text: str) -> Selector | None:
+    """A Selector when ``text`` names a mode (optionally "variant/mode"), else None."""
+    match = _MODE_PATTERN.match(text.strip())
+    if not match:
+        return None
+    threshold = match.group("threshold")
+    if threshold is not None and match.group("kind") != "hybrid":
+        raise UserError(f"{text}: mode: only hybrid takes a threshold (expected e.g. hybrid@32)")
+    return Selector(text.strip(), match.group("variant"), match.group("kind"),
+                    float(threshold) if threshold is not None else None)
+
+
+def compare(a: str, b: str, *, run: str | Path | None = None, results_dir: Path = Path("results"),
+            metric: str = "latency", stage: str = "total", all_stages: bool = False,
+            min_effect: float = 0.02, seed: int = 0) -> CompareResult:
+    """Compare B against A: two modes or variants of ``run`` (default: the latest run in
+    ``results_dir``), or, when both name runs and ``run`` is None, run B against run A."""
+    metric_spec(metric)
+    if not 0.0 <= min_effect < 1.0:
+        raise UserError(f"--min-effect: {min_effect:g} is not valid (expected a fraction in [0, 1), e.g. 0.02 for 2%)")
+    sel_a, sel_b = parse_mode_selector(a), parse_mode_selector(b)
+    if run is None and sel_a is None and sel_b is None and is_run_ref(a, results_dir) \
+            and is_run_ref(b, results_dir):
+        return compare_runs(a, b, results_dir=results_dir, metric=metric, stage=stage,
+                            all_stages=all_stages, min_effect=min_effect, seed=seed)
+    data = load_run(run, results_dir)
+    frame_a, label_a = select(data, sel_a or _variant_selector(a, data, "A"))
+    frame_b, label_b = select(data, sel_b or _variant_selector(b, data, "B"))
+    result = compare_frames(frame_a, frame_b, a_label=label_a, b_label=label_b, metric=metric, stage=stage,
+                            min_effect=min_effect, seed=seed, all_stages=all_stages)
+    notes = [f"run: {data.run_id} ({data.path})", *_status_notes(data), *result.notes]
+    return replace(result, notes=notes)
+
+
+def compare_runs(a: str | Path, b: str | Path, *, results_dir: Path = Path("results"), metric: str = "latency",
+                 stage: str = "total", all_stages: bool = False, min_effect: float = 0.02,
+                 seed: int = 0) -> CompareResult:
+    """Run B against run A, cases matched by their full key (pipeline, variant, mode,
+    threshold, clip length); environment differences listed."""
+    from ..measure.environment import diff_environments
+
+    run_a, run_b = load_run(a, results_dir), load_run(b, results_dir)
+    result = compare_frames(run_a.samples, run_b.samples, a_label=run_a.run_id, b_label=run_b.run_id,
+                            metric=metric, stage=stage, min_effect=min_effect, seed=seed,
+                            all_stages=all_stages, match_on=CASE_KEY)
+    env_diff = diff_environments(run_a.manifest.get("environment") or {}, run_b.manifest.get("environment") or {},
+                                 fields=ENV_FIELDS)
+    notes = [*_status_notes(run_a), *_status_notes(run_b), *_suite_diff_notes(run_a, run_b), *result.notes]
+    return replace(result, env_diff=env_diff, notes=notes)
+
+
+def expand_sides(a: str, b: str, *, run: str | Path | None = None,
+                 results_dir: Path = Path("results")) -> list[tuple[str, str]]:
+    """The comparisons ``bench compare A B`` stands for: a bare ``hybrid`` (or ``variant/hybrid``)
+    in a run with several thresholds means one comparison per threshold; anything else is the
+    single pair (A, B), left for :func:`compare` to check."""
+    sel_a, sel_b = parse_mode_selector(a), parse_mode_selector(b)
+    if run is None and sel_a is None and sel_b is None:
+        return [(a, b)]  # two runs, or variants: nothing to expand
+    data = load_run(run, results_dir)
+    sides_a, sides_b = _hybrid_sides(a, sel_a, data), _hybrid_sides(b, sel_b, data)
+    return [(x, y) for x in sides_a for y in sides_b if x != y]
+
+
+def _hybrid_sides(text: str, sel: Selector | None, data: RunData) -> list[str]:
+    if sel is None or sel.kind != "hybrid" or sel.threshold_s is not None:
+        return [text]
+    rows = data.samples[data.samples["mode"] == "hybrid"]
+    if sel.variant is not None:
+        rows = rows[rows["variant"] == sel.variant]
+    thresholds = sorted(float(t) for t in rows["threshold_s"].dropna().unique())
+    prefix = f"{sel.variant}/" if sel.variant is not None else ""
+    return [f"{prefix}hybrid@{t:g}" for t in thresholds] or [text]
+
+
+def select(data: RunData, sel: Selector) -> tuple[pd.DataFrame, str]:
+    """The samples of ``data`` that ``sel`` names, and the side's label."""
+    rows = data.samples
+    if sel.variant is not None:
+        variants = _distinct(rows["variant"])
+        if sel.variant not in variants:
+            raise UserError(f"{data.path}: variant: {sel.variant!r} is not in this run "
+                            f"(expected one of {', '.join(variants)})")
+        rows = rows[rows["variant"] == sel.variant]
+    if sel.kind is None:
+        return rows, sel.text
+    rows, label = _select_mode(rows, sel, data)
+    return rows, (f"{sel.variant}/{label}" if sel.variant is not None else label)
+
+
+def _select_mode(rows: pd.DataFrame, sel: Selector, data: RunData) -> tuple[pd.DataFrame, str]:
+    available = mode_labels(data.samples)
+    picked = rows[rows["mode"] == sel.kind]
+    label = sel.kind
+    if sel.kind == "hybrid":
+        thresholds = sorted(float(t) for t in picked["threshold_s"].dropna().unique())
+        if sel.threshold_s is None and len(thresholds) > 1:
+            labels = [f"hybrid@{t:g}" for t in thresholds]
+            raise UserError(f"{data.path}: mode: 'hybrid' is ambiguous, this run has {', '.join(labels)} "
+                            f"(expected one of them, e.g. {labels[0]})")
+        wanted = sel.threshold_s if sel.threshold_s is not None else (thresholds[0] if thresholds else None)
+        if wanted is not None:
+            picked = picked[np.isclose(picked["threshold_s"].astype(float), wanted)]
+            label = f"hybrid@{wanted:g}"
+    if picked.empty:
+        raise UserError(f"{data.path}: mode: {sel.text!r} is not in this run "
+                        f"(expected one of {', '.join(available)})")
+    return picked, label
+
+
+def mode_labels(samples: pd.DataFrame) -> list[str]:
+    """Mode labels present in ``samples`` (single, chunked, hybrid@T), in run order."""
+    pairs = samples[["mode", "threshold_s"]].drop_duplicates()
+    return [_mode_label(m, t) for m, t in pairs.itertuples(index=False)]
+
+
+def _variant_selector(text: str, data: RunData, side: str) -> Selector:
+    variants = _distinct(data.samples["variant"])
+    if text in variants:
+        return Selector(text, variant=text)
+    raise UserError(f"{text}: {side}: not a mode or variant of run {data.run_id} "
+                    f"(expected one of {', '.join(mode_labels(data.samples) + variants)}; "
+                    "to compare two runs give both as run ids or paths, without --run)")
+
+
+# --- comparing two sample frames (pure) ---------------------------------------------------
+
+def metric_spec(metric: str) -> MetricSpec:
+    if metric not in METRICS:
+        raise UserError(f"--metric: {metric!r} is not a metric (expected one of {', '.join(METRICS)})")
+    return METRICS[metric]
+
+
+def compare_frames(samples_a: pd.DataFrame, samples_b: pd.DataFrame, *, a_label: str, b_label: str,
+                   metric: str = "latency", stage: str = "total", min_effect: float = 0.02, seed: int = 0,
+                   all_stages: bool = False, match_on: Sequence[str] | None = None) -> CompareResult:
+    """B against A over two samples.csv frames (pure: no I/O).
+
+    Cases are matched by ``match_on`` (default: the case key columns CASE_KEY, less those
+    where each side has one value and the two differ, i.e. the dimension being compared,
+    such as mode for "hybrid@32 vs chunked"). One row per matched case x clip length x stage
+    (``stage``, or every stage with ``all_stages``; memory, util and failure are end to end
+    only). Every row uses the same ``seed``, so the same data gives the same intervals.
+    """
+    spec = metric_spec(metric)
+    stages = _stages(samples_a, samples_b, spec, stage, all_stages)
+    keys = list(match_on) if match_on is not None else auto_match_keys(samples_a, samples_b)
+    cases_a, cases_b = _cases(samples_a, keys), _cases(samples_b, keys)
+    labeller = _CaseLabeller(keys, samples_a, samples_b)
+    common = [k for k in cases_a if k in cases_b]
+    rows, pairs = [], []
+    for key in sorted(common, key=labeller.order):
+        for stage_name in stages:
+            row, values = _row(cases_a[key], cases_b[key], clip_s=_clip_of(key, keys), stage=stage_name,
+                               metric=metric, spec=spec, min_effect=min_effect, seed=seed,
+                               case=labeller.label(key))
+            rows.append(row)
+            if values is not None and stage_name == stages[0]:
+                pairs.append(values)
+    geomean = stats.geometric_mean_ratio(pairs, n_boot=N_BOOT, conf=CONF, seed=seed) if pairs else None
+    notes = _notes(rows, spec, metric, min_effect, seed, stages, cases_a, cases_b, common, a_label, b_label)
+    return CompareResult(a_label, b_label, metric, spec.unit, rows, geomean,
+                         _case_ids(cases_a, cases_b), _case_ids(cases_b, cases_a), [], notes, min_effect)
+
+
+def auto_match_keys(samples_a: pd.DataFrame, samples_b: pd.DataFrame) -> list[str]:
+    """CASE_KEY less the columns where A has one value, B has one value and they differ."""
+    keys = []
+    for column in CASE_KEY:
+        values_a, values_b = _value_set(samples_a[column]), _value_set(samples_b[column])
+        compared = len(values_a) == 1 and len(values_b) == 1 and values_a != values_b
+        if not compared:
+            keys.append(column)
+    if "clip_s" not in keys:
+        keys.append("clip_s")
+    return keys
+
+
+def _stages(samples_a: pd.DataFrame, samples_b: pd.DataFrame, spec: MetricSpec, stage: str,
+            all_stages: bool) -> list[str]:
+    known = list(dict.fromkeys([TOTAL_STAGE, *samples_a["stage"].dropna(), *samples_b["stage"].dropna()]))
+    if stage not in known:
+        raise UserError(f"--stage: {stage!r} is not a stage of these samples (expected one of {', '.join(known)})")
+    if not spec.per_stage:
+        if stage != TOTAL_STAGE:
+            raise UserError(f"--stage: {stage!r}: this metric is measured end to end only (expected --stage total)")
+        return [TOTAL_STAGE]
+    if all_stages:
+        return [stage] + [s for s in known if s != stage]
+    return [stage]
+
+
+def _row(case_a: pd.DataFrame, case_b: pd.DataFrame, *, clip_s: float, stage: str, metric: str,
+         spec: MetricSpec, min_effect: float, seed: int, case: str):
+    """(CompareRow, (values_a, values_b) when a ratio was computed else None)."""
+    fail_a, fail_b = _failure_counts(case_a), _failure_counts(case_b)
+    text_a, text_b = f"{fail_a[0]}/{fail_a[1]}", f"{fail_b[0]}/{fail_b[1]}"
+    if spec.column is None:
+        fc = stats.compare_failures(*fail_a, *fail_b)
+        row = CompareRow(clip_s, TOTAL_STAGE, metric, fc.n_a, fc.n_b, fc.rate_a, fc.rate_b, None, None, None,
+                         fc.p_value, fc.verdict, text_a, text_b, case)
+        return row, None
+    values_a, values_b = _ok_values(case_a, spec.column, stage), _ok_values(case_b, spec.column, stage)
+    if min(values_a.size, values_b.size) >= 2 and min(values_a.min(), values_b.min()) <= 0:
+        # a ratio needs positive values (e.g. 0 % utilisation): medians and p only
+        row = CompareRow(clip_s, stage, metric, values_a.size, values_b.size, float(np.median(values_a)),
+                         float(np.median(values_b)), None, None, None, stats.mann_whitney_p(values_a, values_b),
+                         stats.INSUFFICIENT, text_a, text_b, case)
+        return row, None
+    comparison = stats.compare_samples(values_a, values_b, min_effect=min_effect, conf=CONF, n_boot=N_BOOT,
+                                       seed=seed, verdict_words=spec.words)
+    row = CompareRow(clip_s, stage, metric, comparison.n_a, comparison.n_b, comparison.median_a,
+                     comparison.median_b, comparison.ratio, comparison.ci_low, comparison.ci_high,
+                     comparison.p_value, comparison.verdict, text_a, text_b, case)
+    return row, ((values_a, values_b) if comparison.ratio is not None else None)
+
+
+def _ok_values(case: pd.DataFrame, column: str, stage: str) -> np.ndarray:
+    picked = case[(case["stage"] == stage) & (case["status"] == OK)]
+    values = pd.to_numeric(picked[column], errors="coerce").to_numpy(dtype=float)
+    return values[np.isfinite(values)]
+
+
+def _failure_counts(case: pd.DataFrame) -> tuple[int, int]:
+    totals = case[case["stage"] == TOTAL_STAGE]
+    return int((totals["status"] != OK).sum()), int(len(totals))
+
+
+def _cases(samples: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
+    """Samples split by the match key; NaN in a key (threshold of non-hybrid) becomes None."""
+    if samples.empty:
+        return {}
+    out: dict[tuple, pd.DataFrame] = {}
+    for key, group in samples.groupby(keys, dropna=False, sort=False):
+        out[tuple(_plain(v) for v in (key if isinstance(key, tuple) else (key,)))] = group
+    return out
+
+
+def _case_ids(mine: dict[tuple, pd.DataFrame], other: dict[tuple, pd.DataFrame]) -> list[str]:
+    ids: list[str] = []
+    for key, group in mine.items():
+        if key not in other:
+            ids.extend(str(c) for c in group["case_id"].drop_duplicates())
+    return ids
+
+
+def _clip_of(key: tuple, keys: list[str]) -> float:
+    return float(key[keys.index("clip_s")])
+
+
+class _CaseLabeller:
+    """Names a matched case without its clip length, and orders cases as they ran."""
+
+    def __init__(self, keys: list[str], samples_a: pd.DataFrame, samples_b: pd.DataFrame):
+        self.keys = keys
+        pipelines = _value_set(samples_a["pipeline"]) | _value_set(samples_b["pipeline"])
+        self.show_pipeline = "pipeline" in keys and len(pipelines) > 1
+        self.first_seen: dict[str, int] = {}
+
+    def label(self, key: tuple) -> str:
+        values = dict(zip(self.keys, key))
+        parts = []
+        if self.show_pipeline:
+            parts.append(str(values["pipeline"]))
+        if "variant" in values:
+            parts.append(str(values["variant"]))
+        if "mode" in values:
+            parts.append(_mode_label(values["mode"], values.get("threshold_s")))
+        return "/".join(parts)
+
+    def order(self, key: tuple) -> tuple:
+        label = self.label(key)
+        self.first_seen.setdefault(label, len(self.first_seen))
+        return (self.first_seen[label], _clip_of(key, self.keys))
+
+
+# --- notes --------------------------------------------------------------------------------
+
+def _notes(rows: list[CompareRow], spec: MetricSpec, metric: str, min_effect: float, seed: int,
+           stages: list[str], cases_a: dict, cases_b: dict, common: list[tuple],
+           a_label: str, b_label: str) -> list[str]:
+    notes = [_method_note(metric, min_effect, seed)]
+    if len(stages) > 1 or stages[0] != TOTAL_STAGE:
+        notes.append(f"geometric mean over the {stages[0]!r} rows")
+    insufficient = sorted({f"{r.clip_s:g} s" for r in rows if r.verdict == stats.INSUFFICIENT})
+    if insufficient:
+        notes.append(f"insufficient data (< 2 usable values on a side) at {', '.join(insufficient)}: "
+                     "fix: more repeats, or look at the failures (--metric failure)")
+    if metric != "failure" and any(not r.failures_a.startswith("0/") or not r.failures_b.startswith("0/")
+                                   for r in rows):
+        notes.append(f"{metric} compares successful repeats only; failures are shown as k/n "
+                     "(compare them with --metric failure)")
+    if metric == "util":
+        notes.append("utilisation is shown next to latency, never instead of it: higher is not better "
+                     "in itself, and no utilisation row counts as a regression")
+    notes.extend(_same_path_note(cases_a, cases_b, common, a_label, b_label))
+    return notes
+
+
+def _method_note(metric: str, min_effect: float, seed: int) -> str:
+    if metric == "failure":
+        return "failures: k failed of n repeats; p: Fisher's exact test (two-sided); verdict at p < 0.05"
+    return (f"ratio = median(B) / median(A); {CONF:.0%} CI: percentile bootstrap ({N_BOOT} resamples, "
+            f"seed {seed}); p: Mann-Whitney U (two-sided); verdict needs the CI to exclude 1 "
+            f"and a change of at least {min_effect:.0%}")
+
+
+def _same_path_note(cases_a: dict, cases_b: dict, common: list[tuple], a_label: str, b_label: str) -> list[str]:
+    """Where both sides executed the same path (e.g. hybrid@32 ran single, like single)."""
+    same = []
+    for key in common:
+        path_a, path_b = _executed(cases_a[key]), _executed(cases_b[key])
+        modes_differ = _value_set(cases_a[key]["mode"]) != _value_set(cases_b[key]["mode"])
+        if path_a and path_a == path_b and modes_differ:
+            same.append((float(cases_a[key]["clip_s"].iloc[0]), path_a))
+    if not same:
+        return []
+    clips = ", ".join(f"{c:g} s ({p})" for c, p in sorted(set(same)))
+    return [f"{a_label} and {b_label} ran the same path at {clips}: differences there are run-to-run noise"]
+
+
+def _executed(case: pd.DataFrame) -> str:
+    paths = {str(v) for v in case.loc[case["status"] == OK, "executed_as"].dropna() if str(v)}
+    return "+".join(sorted(paths))
+
+
+def _status_notes(data: RunData) -> list[str]:
+    status = data.manifest.get("status")
+    if status == "finished":
+        return []
+    return [f"run {data.run_id} is {status}: its cases may be incomplete"]
+
+
+def _suite_diff_notes(run_a: RunData, run_b: RunData) -> list[str]:
+    """Suite settings (other than the sweep itself) that differ between two runs."""
+    raw_a = ((run_a.manifest.get("suite") or {}).get("as_loaded")) or {}
+    raw_b = ((run_b.manifest.get("suite") or {}).get("as_loaded")) or {}
+    ignored = {"name", "description", "clip_lengths_s", "modes", "hybrid_thresholds_s", "budgets", "results_dir"}
+    differing = sorted(k for k in set(raw_a) | set(raw_b) if k not in ignored and raw_a.get(k) != raw_b.get(k))
+    if not differing:
+        return []
+    shown = "; ".join(f"{k}: {raw_a.get(k)!r} vs {raw_b.get(k)!r}" for k in differing)
+    return [f"suite settings differ: {shown}"]
+
+
+# --- small helpers ------------------------------------------------------------------------
+
+def _plain(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (np.floating, np.integer)):
+        return None if np.isnan(value) else float(value)
+    return value
+
+
+def _value_set(series: pd.Series) -> set:
+    return {_plain(v) for v in series.drop_duplicates()}
+
+
+def _distinct(series: pd.Series) -> list[str]:
+    return [str(v) for v in series.dropna().drop_duplicates()]
+
+
+def _mode_label(kind, threshold_s) -> str:
+    threshold_s = _plain(threshold_s)
+    return f"{kind}@{float(threshold_s):g}" if threshold_s is not None and kind == "hybrid" else str(kind)

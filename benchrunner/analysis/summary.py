@@ -1,0 +1,98 @@
+"""summary.csv: one row per case x stage, computed from samples.csv only."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..store.results import CASE_KEY, FAILURE_KINDS, OK, TOTAL_STAGE
+from .stats import describe
+
+SUMMARY_COLUMNS = [
+    "run_id", "case_id", "suite", "pipeline", "variant", "mode", "threshold_s", "clip_s", "stage", "executed_as",
+    "n", "n_total", "failures", "failure_rate", *[f"n_{kind}" for kind in FAILURE_KINDS],
+    "latency_p10_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms",
+    "latency_min_ms", "latency_max_ms", "latency_cv", "throughput_clips_per_s", "rtf",
+    "peak_mem_bytes", "peak_mem_reserved_bytes", "device_mem_bytes", "mem_source",
+    "util_mean_pct", "util_p95_pct", "util_source", "io_wait_mean_ms", "chunks", "retries",
+    "quality_snr_db", "quality_max_abs_err", "device",
+]
+
+
+def summarise(samples: pd.DataFrame) -> pd.DataFrame:
+    """Per case and stage: latency percentiles (blank where n cannot support them), failures
+    by kind with counts, throughput (clips/s = 1000 / mean total latency), real-time factor
+    (median latency / clip length), peak memory (max over repeats), utilisation (mean of the
+    repeats' means, max of their p95s), chunks, retries and quality (median SNR, max error)."""
+    if samples.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    rows = [_summarise_group(group) for _, group in samples.groupby(["case_id", "stage"], sort=False)]
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _summarise_group(group: pd.DataFrame) -> dict:
+    first = group.iloc[0]
+    ok = group[group["status"] == OK]
+    latency = describe(ok["latency_ms"].dropna().to_numpy())
+    is_total = first["stage"] == TOTAL_STAGE
+    row = {k: first[k] for k in ("run_id", "case_id", "suite", *CASE_KEY, "stage", "device")}
+    row.update(
+        executed_as=_join(ok["executed_as"]), n=latency.n, n_total=len(group),
+        failures=int((group["status"] != OK).sum()),
+        failure_rate=float((group["status"] != OK).mean()),
+        **{f"n_{kind}": int((group["status"] == kind).sum()) for kind in FAILURE_KINDS},
+        latency_p10_ms=latency.p10, latency_p50_ms=latency.p50, latency_p90_ms=latency.p90,
+        latency_p99_ms=latency.p99, latency_mean_ms=latency.mean, latency_std_ms=latency.std,
+        latency_min_ms=latency.minimum, latency_max_ms=latency.maximum, latency_cv=latency.cv,
+    )
+    if is_total:
+        row.update(_total_figures(group, ok, latency.mean, latency.p50, float(first["clip_s"])))
+    return row
+
+
+def _total_figures(group: pd.DataFrame, ok: pd.DataFrame, mean_ms: float | None, p50_ms: float | None,
+                   clip_s: float) -> dict:
+    return {
+        "throughput_clips_per_s": 1000.0 / mean_ms if mean_ms else None,
+        "rtf": (p50_ms / 1000.0) / clip_s if p50_ms is not None and clip_s > 0 else None,
+        "peak_mem_bytes": _max(group["peak_mem_bytes"]),
+        "peak_mem_reserved_bytes": _max(group["peak_mem_reserved_bytes"]),
+        "device_mem_bytes": _max(group["device_mem_bytes"]),
+        "mem_source": _join(group["mem_source"]),
+        "util_mean_pct": _mean(ok["util_mean_pct"]),
+        "util_p95_pct": _max(ok["util_p95_pct"]),
+        "util_source": _join(group["util_source"]),
+        "io_wait_mean_ms": _mean(ok["io_wait_ms"]),
+        "chunks": _max(ok["chunks"]),
+        "retries": int(group["retries"].fillna(0).sum()),
+        "quality_snr_db": _median(ok["quality_snr_db"]),
+        "quality_max_abs_err": _max(ok["quality_max_abs_err"]),
+    }
+
+
+def _values(series: pd.Series) -> pd.Series:
+    return pd.to_numeric(series, errors="coerce").dropna()
+
+
+def _max(series: pd.Series) -> float | None:
+    values = _values(series)
+    return float(values.max()) if len(values) else None
+
+
+def _mean(series: pd.Series) -> float | None:
+    values = _values(series)
+    return float(values.mean()) if len(values) else None
+
+
+def _median(series: pd.Series) -> float | None:
+    values = _values(series)
+    if not len(values):
+        return None
+    median = float(values.median())
+    return median if not math.isnan(median) else None
+
+
+def _join(series: pd.Series) -> str:
+    values = sorted({str(v) for v in series.dropna() if str(v)})
+    return "+".join(values)

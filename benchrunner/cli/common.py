@@ -1,0 +1,86 @@
+"""Shared by the command modules: errors to exit codes, --set parsing, the run options,
+signals. Exit codes: 0 ok, 1 regression or budget breach, 2 bad input, 3 locked, 4 notification
+failed, 130/143 interrupted."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import tomllib
+from contextlib import contextmanager
+from functools import wraps
+
+import click
+
+from ..errors import BenchError, Interrupted, UserError
+
+
+def fail_cleanly(fn):
+    """Turn the core's errors into one line on stderr and their exit code (no traceback)."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Interrupted as exc:
+            run_id = getattr(exc, "run_id", None)
+            hint = f"; run {run_id} marked interrupted, finish it with: bench run --resume {run_id}" if run_id else ""
+            click.echo(f"bench: {exc}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except BenchError as exc:
+            click.echo(f"bench: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("bench: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def number_list(option: str, text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"{option}: {text!r} is not a comma-separated list of seconds (expected e.g. 5,30,60)") from None
+
+
+def parse_set(items: tuple[str, ...]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set: {item!r} is not KEY=VALUE (expected e.g. chunk.window_s=5)")
+        try:
+            overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
+def suite_overrides(lengths, modes, repeats, warmup, device, timeout, memory_limit_gb, set_items) -> dict:
+    overrides = parse_set(set_items)
+    named = {
+        "clip_lengths_s": number_list("--lengths", lengths),
+        "modes": [m.strip() for m in modes.split(",") if m.strip()] if modes else None,
+        "repeats": repeats, "warmup": warmup, "device": device, "timeout_s": timeout,
+        "memory_limit_gb": memory_limit_gb,
+    }
+    overrides.update({k: v for k, v in named.items() if v is not None})
+    return overrides
+
+
+@contextmanager
+def signals_raise_interrupted():
+    """SIGTERM (and SIGINT) raise :class:`Interrupted` in the main thread, so the runner's
+    cleanup runs and the exit code says which signal it was."""
+    def handler(signum, _frame):
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,100 @@
+"""``bench post`` and ``bench nightly``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+def register(main: click.Group) -> None:
+    from .common import fail_cleanly, signals_raise_interrupted
+
+    @main.command()
+    @click.argument("run")
+    @click.option("--channel", required=True, help="Slack channel (name or ID).")
+    @click.option("--thread-ts", help="Post into this thread.")
+    @click.option("--dry-run", is_flag=True, help="Print the message JSON and the file; send nothing (no token needed).")
+    @click.option("--token-env", default="SLACK_BOT_TOKEN", show_default=True,
+                  help="Name of the environment variable holding the Slack bot token.")
+    @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"),
+                  show_default=True, help="Where run folders are.")
+    @click.option("--reports", "reports_dir", type=click.Path(path_type=Path), default=Path("reports"),
+                  show_default=True, help="Where reports are (reports/<run_id>/report.pdf).")
+    @fail_cleanly
+    def post(run, channel, thread_ts, dry_run, token_env, results_dir, reports_dir):
+        """Post RUN's digest to Slack, then its PDF report into the digest's thread.
+        The token comes from SLACK_BOT_TOKEN; BENCH_SLACK_API_URL points at another API base."""
+        from ..errors import NotifyError
+        from ..notify.digest import build_digest
+        from ..notify.from_run import digest_input
+        from ..notify.slack import dry_run_payload, post_report
+        from ..store.runs import resolve_run
+
+        run_dir = resolve_run(run, results_dir)
+        pdf = reports_dir / run_dir.name / "report.pdf"
+        if not pdf.is_file():
+            raise NotifyError(f"{pdf}: no PDF report for {run_dir.name} (write it first: bench report {run_dir})")
+        digest = build_digest(digest_input(run_dir, [], report_name=pdf.name))
+        if dry_run:
+            click.echo(json.dumps(dry_run_payload(digest, channel=channel, pdf_path=pdf, thread_ts=thread_ts),
+                                  indent=2, ensure_ascii=False))
+            return
+        posted = post_report(digest, channel=channel, pdf_path=pdf, thread_ts=thread_ts, token_env=token_env)
+        click.echo(f"posted to {posted.channel} (ts {posted.ts}); report uploaded as {posted.file_id}")
+
+    @main.command()
+    @click.argument("suite_file", type=click.Path(path_type=Path))
+    @click.option("--baseline", default="last-good", show_default=True,
+                  help="last-good (from the history store) or a run id/path.")
+    @click.option("--slack-channel", help="Post the digest and the PDF here.")
+    @click.option("--thread-ts", help="Post into this Slack thread.")
+    @click.option("--db", "db_url", help="History store URL (default: BENCH_DB_URL or sqlite:///results/history.db).")
+    @click.option("--out", "results_dir", type=click.Path(path_type=Path), help="Folder for run folders.")
+    @click.option("--reports", "reports_dir", type=click.Path(path_type=Path), default=Path("reports"),
+                  show_default=True)
+    @click.option("--dry-run", is_flag=True, help="Print the Slack message instead of posting it.")
+    @click.option("--token-env", default="SLACK_BOT_TOKEN", show_default=True,
+                  help="Name of the environment variable holding the Slack bot token.")
+    @click.option("--wait", is_flag=True, help="Wait for a running nightly of this suite instead of exiting 3.")
+    @fail_cleanly
+    def nightly(suite_file, baseline, slack_channel, thread_ts, db_url, results_dir, reports_dir, dry_run, token_env,
+                wait):
+        """What cron runs: run SUITE_FILE (resuming today's interrupted nightly), compare with the
+        baseline, check budgets and the nightly trend, write the reports, post, record the run.
+        Exit 0 all well, 1 regression/breach/change point, 2 bad input, 3 locked, 4 Slack failed,
+        5 the run did not finish, 6 report failed, 7 history store failed, 130/143 interrupted."""
+        from ..nightly.orchestrate import run_nightly
+        from ..run.progress import ProgressPrinter
+        from ..suite import load_suite
+
+        suite = load_suite(suite_file)
+        with ProgressPrinter() as progress, signals_raise_interrupted():
+            def on_event(kind, **event):
+                if kind == "dry_run":
+                    click.echo(json.dumps(event["payload"], indent=2, ensure_ascii=False))
+                else:
+                    progress.handle(kind, **event)
+
+            result = run_nightly(suite, baseline=baseline, channel=slack_channel, db_url=db_url,
+                                 results_dir=results_dir, reports_dir=reports_dir, thread_ts=thread_ts,
+                                 dry_run=dry_run, wait=wait, on_event=on_event, argv=sys.argv, token_env=token_env)
+        for line in _summary_lines(result):
+            click.echo(line, err=result.exit_code != 0)
+        sys.exit(result.exit_code)
+
+
+def _summary_lines(result) -> list[str]:
+    from ..nightly.orchestrate import EXIT_CODES
+
+    lines = [f"nightly: {EXIT_CODES.get(result.exit_code, result.exit_code)} (exit {result.exit_code})"]
+    lines += [f"  run: {result.run_dir}", f"  baseline: {result.baseline or 'none'}",
+              f"  report: {result.report_dir or 'not written'}"]
+    lines += [f"  problem: {p}" for p in result.problems]
+    lines += [f"  alert: {a}" for a in result.alerts]
+    lines += [f"  note: {n}" for n in result.notes]
+    if result.posted is not None:
+        lines.append(f"  posted: {result.posted.channel} ts {result.posted.ts}")
+    return lines

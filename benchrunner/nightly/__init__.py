@@ -1,0 +1,1 @@
+"""Nightly orchestration: run, compare, check, report, notify, record history."""

@@ -1,0 +1,1 @@
+"""Executing a sweep: suite -> cases -> executor/worker -> modes -> rows."""

@@ -1,0 +1,164 @@
+"""Local worker processes: start, send a case, wait with a deadline, replace when dead.
+
+A worker is a spawned process (no inherited CUDA state or threads) that loads the
+pipeline once and serves many cases. A case past its deadline kills the worker
+(status ``timeout``); a worker that dies mid-case (segfault, abort, OOM killer) is
+recorded as ``crash`` with its signal or exit code. Either way the caller starts a
+new worker and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ...errors import UserError
+from ...store.results import CRASH, TIMEOUT
+from ..cases import Case
+from ..inputs import InputRef
+from ..rows import failure_rows
+from ..worker import WorkerConfig, serve
+
+READY_TIMEOUT_S = 300.0
+
+
+@dataclass
+class CaseOutcome:
+    rows: list[dict] = field(default_factory=list)
+    timeline: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class GroupOutcome:
+    cases: dict[str, CaseOutcome]
+    worker_lost: str | None = None     # "timeout" or "crash": the worker had to be replaced
+    lost_case: str | None = None       # the case that was running then
+    unfinished: list[str] = field(default_factory=list)  # other cases with repeats left: run them again
+    baseline_after: int | None = None  # the worker's memory after the group (see Worker._baseline_after)
+    diagnostics: dict = field(default_factory=dict)  # the sampler's notes (see Worker.diagnostics)
+
+
+def _repeats_done(outcome: CaseOutcome) -> int:
+    return sum(1 for row in outcome.rows if row["stage"] == "total")
+
+
+def exit_description(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "worker vanished"
+    if exitcode < 0:
+        try:
+            return f"worker killed by signal {signal.Signals(-exitcode).name} ({-exitcode})"
+        except ValueError:
+            return f"worker killed by signal {-exitcode}"
+    return f"worker exited with code {exitcode}"
+
+
+class LocalWorker:
+    """One worker process and the parent's end of its pipe."""
+
+    def __init__(self, config: WorkerConfig, source: str = "suite"):
+        self.config = config
+        self.source = source
+        ctx = mp.get_context("spawn")
+        self._conn, child_conn = ctx.Pipe()
+        self.process = ctx.Process(target=serve, args=(child_conn, config), name="benchrunner-worker", daemon=True)
+        self.process.start()
+        child_conn.close()
+        self.info = self._wait_ready()
+
+    def _wait_ready(self) -> dict:
+        if not self._conn.poll(READY_TIMEOUT_S):
+            self.kill()
+            raise UserError(f"{self.source}: pipeline: {self.config.pipeline} did not load within {READY_TIMEOUT_S:g} s")
+        try:
+            message = self._conn.recv()
+        except EOFError:
+            self.process.join(5)
+            raise UserError(f"{self.source}: pipeline: {self.config.pipeline}: "
+                            f"{exit_description(self.process.exitcode)} while loading it") from None
+        if message[0] == "load_error":
+            self.process.join(5)
+            _, is_user_error, text = message[:3]
+            raise UserError(f"{self.source}: {text}" if is_user_error else
+                            f"{self.source}: pipeline: {self.config.pipeline} failed to load: {text}")
+        return message[1]
+
+    @property
+    def stages(self) -> list[str]:
+        return self.info["stages"]
+
+    def run_group(self, cases: list[Case], next_refs: list[InputRef],
+                  on_repeat: Callable[[Case, int], None] | None = None) -> GroupOutcome:
+        """Send a group of cases (see Worker.run_group) and collect their rows. Each case has
+        its own ``timeout_s``, counted over the time its own calls run."""
+        by_id = {case.case_id: case for case in cases}
+        group = GroupOutcome(cases={case.case_id: CaseOutcome() for case in cases})
+        spent = dict.fromkeys(by_id, 0.0)
+        current, repeat, call_started = cases[0].case_id, 0, time.monotonic()
+        self._conn.send(("group", cases, next_refs))
+        while True:
+            case = by_id[current]
+            remaining = case.timeout_s - spent[current] - (time.monotonic() - call_started)
+            message = self._receive(remaining)
+            if message in (TIMEOUT, CRASH):
+                self._lose(group, by_id, case, max(repeat, 0), message)
+                return group
+            if message[0] == "worker_error":
+                self._lose(group, by_id, case, max(repeat, 0), CRASH, detail=message[1])
+                return group
+            if message[0] == "call_started":
+                now = time.monotonic()
+                spent[current] += now - call_started
+                current, repeat, call_started = message[1], message[2], now
+                if repeat >= 0 and on_repeat:
+                    on_repeat(by_id[current], repeat)
+            elif message[0] == "repeat":
+                group.cases[message[1]].rows += message[2]
+            elif message[0] == "group_done":
+                for case_id, timeline in message[1].items():
+                    group.cases[case_id].timeline = timeline
+                group.baseline_after, group.diagnostics = message[2], message[3]
+                return group
+
+    def _receive(self, timeout_s: float):
+        """The next message, or TIMEOUT when none came in time, or CRASH when the worker died."""
+        try:
+            if not self._conn.poll(max(0.0, timeout_s)):
+                return TIMEOUT
+            return self._conn.recv()
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            return CRASH
+
+    def _lose(self, group: "GroupOutcome", by_id: dict[str, Case], case: Case, repeat: int, kind: str,
+              detail: str | None = None) -> None:
+        """The worker is gone: the case in progress gets a failed repeat; the other cases of
+        the group that had repeats left are listed as unfinished (the caller runs them again)."""
+        if kind == TIMEOUT:
+            self.kill()
+            error = f"no result within timeout_s={case.timeout_s:g} s; worker killed"
+        else:
+            self.process.join(5)
+            self.kill()
+            error = "; ".join(filter(None, [detail, exit_description(self.process.exitcode)]))
+        group.cases[case.case_id].rows += failure_rows(case, self.stages, repeat, kind, error)
+        group.worker_lost, group.lost_case = kind, case.case_id
+        group.unfinished = [case_id for case_id, outcome in group.cases.items()
+                            if case_id != case.case_id and _repeats_done(outcome) < by_id[case_id].repeats]
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            try:
+                self._conn.send(("stop",))
+            except (BrokenPipeError, OSError):
+                pass
+            self.process.join(10)
+        self.kill()
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(10)
+        self._conn.close()

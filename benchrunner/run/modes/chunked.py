@@ -1,0 +1,105 @@
+"""chunked: fixed windows with context, a chunk table with retries, optional batching."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ...pipeline import ChunkContext, Pipeline, reset_current_chunk, set_current_chunk
+from ...suite import ChunkConfig
+from ..failures import classify_exception, describe_exception, free_memory
+from .base import ChunkFailed, ChunkRecord, ModeResult, StageTimer, run_stages
+from .merge import context_span, cut, merge, plan_chunks
+
+
+@dataclass(frozen=True)
+class ChunkedMode(ChunkConfig):
+    """The suite's chunk settings (window_s, overlap_s, max_retries, batch), able to run."""
+
+    def run(self, pipeline: Pipeline, clip: dict, clip_s: float, timer: StageTimer, *,
+            label: str = "chunked") -> ModeResult:
+        table = plan_chunks(clip_s, self.window_s)
+        inputs = [cut(clip, pipeline.inputs, *context_span(c, clip_s, self.overlap_s)) for c in table]
+        pieces: list[tuple[ChunkRecord, dict]] = []
+        retries = 0
+        for group in self._groups(table, inputs, pipeline.batchable):
+            records = [table[i] for i in group]
+            outputs, used = self._run_group(pipeline, records, _stack([inputs[i] for i in group]), timer,
+                                            label, len(table))
+            retries += used
+            pieces.extend(zip(records, outputs))
+        merged = merge(pieces, pipeline.outputs, clip_s, self.overlap_s)
+        return ModeResult(output=merged, executed_as="chunked", chunks=len(table), retries=retries,
+                          chunk_table=table)
+
+    def _groups(self, table: list[ChunkRecord], inputs: list[dict], batchable: bool) -> list[list[int]]:
+        """Consecutive chunks of identical input shapes, at most ``batch`` per group."""
+        if self.batch == 1 or not batchable:
+            return [[c.index] for c in table]
+        groups: list[list[int]] = []
+        for c in table:
+            last = groups[-1] if groups else None
+            if last and len(last) < self.batch and _shapes(inputs[last[0]]) == _shapes(inputs[c.index]):
+                last.append(c.index)
+            else:
+                groups.append([c.index])
+        return groups
+
+    def _run_group(self, pipeline: Pipeline, records: list[ChunkRecord], batch_input: dict, timer: StageTimer,
+                   label: str, count: int) -> tuple[list[dict], int]:
+        """Run one chunk (or a batch of chunks), retrying after a failure; returns outputs and retries used."""
+        retries = 0
+        while True:
+            output, failure = _attempt(pipeline, records, batch_input, timer, label, count)
+            if failure is None:
+                return _unstack(output, len(records)), retries
+            kind, message = failure
+            free_memory()  # outside the except block: the traceback no longer holds the tensors
+            if records[0].attempts > self.max_retries:
+                raise ChunkFailed(f"{_name(records, count)} failed after {records[0].attempts} attempt(s): {message}",
+                                  kind)
+            retries += 1
+
+
+def _attempt(pipeline: Pipeline, records: list[ChunkRecord], batch_input: dict, timer: StageTimer, label: str,
+             count: int) -> tuple[dict | None, tuple[str, str] | None]:
+    first = records[0]
+    for record in records:
+        record.state, record.attempts = "running", record.attempts + 1
+    token = set_current_chunk(ChunkContext(first.index, count, first.attempts, first.start_s, records[-1].end_s))
+    try:
+        output = run_stages(pipeline, batch_input, timer, label, suffix=f"/chunk{first.index}")
+    except Exception as exc:  # a chunk failure is data: classified, recorded, maybe retried
+        failure = (classify_exception(exc), describe_exception(exc))
+        for record in records:
+            record.state, record.error = "failed", failure[1]
+        return None, failure
+    finally:
+        reset_current_chunk(token)
+    for record in records:
+        record.state, record.error = "done", ""
+    return output, None
+
+
+def _name(records: list[ChunkRecord], count: int) -> str:
+    first, last = records[0], records[-1]
+    which = f"chunk {first.index + 1}/{count}" if len(records) == 1 else \
+        f"chunks {first.index + 1}-{last.index + 1}/{count}"
+    return f"{which} [{first.start_s:g}-{last.end_s:g} s]"
+
+
+def _shapes(value: dict) -> tuple:
+    return tuple((k, tuple(v.shape)) for k, v in sorted(value.items()) if torch.is_tensor(v))
+
+
+def _stack(values: list[dict]) -> dict:
+    if len(values) == 1:
+        return values[0]
+    return {k: torch.cat([v[k] for v in values], dim=0) for k in values[0]}
+
+
+def _unstack(output: dict, count: int) -> list[dict]:
+    if count == 1:
+        return [output]
+    return [{k: v[i:i + 1] for k, v in output.items()} for i in range(count)]

@@ -1,0 +1,356 @@
+"""The worker process: loads the pipeline once, then measures the cases it is sent.
+
+Protocol over a multiprocessing Pipe (parent -> worker): ``("group", [Case, ...], next_refs)``
+and ``("stop",)``. Worker -> parent: ``("ready", info)`` or ``("load_error", ...)`` once,
+then per group ``("call_started", case_id, repeat)`` before every call (repeat < 0 for a
+warm-up), ``("repeat", case_id, rows)`` after each measured repeat, and ``("group_done",
+timelines, baseline_after, diagnostics)`` at the end.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import resource
+import signal
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..measure.memory import CpuMemoryTracker, CudaMemoryTracker, read_status_bytes
+from ..measure.sampler import SOURCE_CPU, CpuBackend, CpuTimeWindow, Sampler
+from ..measure.timing import make_stage_timer, synchronize
+from ..pipeline import Pipeline, load_pipeline
+from ..store.results import now_iso
+from .cases import Case
+from .failures import classify_exception, describe_exception, free_memory
+from .inputs import InputRef, Prefetcher
+from .modes import ChunkedMode, ChunkFailed, ModeResult, execute_mode, parse_mode
+from .quality import output_deviation
+from .rows import RepeatMeasurement, repeat_rows
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    pipeline: str
+    pipeline_args: dict[str, Any]
+    device: str
+    sampler_enabled: bool = True
+    sampler_hz: float = 10.0
+
+
+def serve(conn, config: WorkerConfig) -> None:
+    """Entry point of the worker process. It dies with its parent (no orphan keeps a GPU
+    busy) and leaves SIGINT to the parent, which decides what happens to the case."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        worker = Worker(config)
+    except BaseException as exc:  # reported to the parent as one line, then exit
+        message = str(exc) if isinstance(exc, UserError) else describe_exception(exc)
+        conn.send(("load_error", isinstance(exc, UserError), message, traceback.format_exc(limit=5)))
+        return
+    try:
+        conn.send(("ready", worker.info()))
+        while (message := conn.recv())[0] != "stop":
+            _, cases, next_refs = message
+            try:
+                worker.run_group(cases, next_refs, conn.send)
+            except Exception as exc:  # a harness bug or a broken pipeline: the parent records it as a crash
+                conn.send(("worker_error", f"worker error: {describe_exception(exc)}"))
+                raise
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the parent is gone
+    worker.close()
+
+
+def _die_with_parent() -> None:
+    """Linux: ask the kernel to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig):
+        self.config = config
+        self.device = config.device
+        if self.device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(self.device))
+        self.pipeline: Pipeline = load_pipeline(config.pipeline, config.pipeline_args, device=self.device)
+        self.stages = self.pipeline.stage_names()
+        self.timer = make_stage_timer(self.device)
+        self.sampler = Sampler(self._sampler_backend(), config.sampler_hz) if config.sampler_enabled else None
+        self.memory = self._memory_tracker()
+        measures_cpu = self.sampler.util_source == SOURCE_CPU if self.sampler else not self.device.startswith("cuda")
+        self.cpu_window = CpuTimeWindow() if measures_cpu else None
+        self.prefetcher = Prefetcher(self.pipeline)
+        self.pending: list[InputRef] = []
+        self.references: dict[InputRef, Any] = {}
+        self.quality_problems: list[str] = []
+        if self.sampler:
+            self.sampler.start()
+
+    def _sampler_backend(self):
+        if self.device.startswith("cuda"):
+            from ..measure.gpu import open_sampler_backend
+            return open_sampler_backend(self.device)
+        return CpuBackend()
+
+    def _memory_tracker(self):
+        if self.device.startswith("cuda"):
+            from ..measure.gpu import process_device_bytes_reader
+            return CudaMemoryTracker(self.device, process_device_bytes_reader(self.device))
+        peak = (lambda: self.sampler.peak(self._repeat_start_ms, self.sampler.now_ms(), "rss_bytes")) \
+            if self.sampler else None
+        return CpuMemoryTracker(sampled_peak=peak)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(), "stages": self.stages, "pipeline_name": self.pipeline.name,
+            "timer_source": self.timer.source, "util_source": self.sampler.util_source if self.sampler else "off",
+            "baseline_mem_bytes": self.memory.baseline_bytes(),
+        }
+
+    def close(self) -> None:
+        self.prefetcher.close()
+        if self.sampler:
+            self.sampler.stop()
+
+    # -- a group of cases ---------------------------------------------------------------
+
+    def run_group(self, cases: list[Case], next_refs: list[InputRef], send) -> None:
+        """Measure the cases of one clip length together: every case's warm-up first, then
+        round r runs repeat r of each case, the order rotated by one case per round. Drift
+        of the machine over time then falls on every case alike instead of on whichever ran
+        last. A group of one case is the plain sequential case."""
+        if any(ref.clip_s != cases[0].clip_s for ref in self.references):
+            self.references = {}  # references serve one clip length at a time
+        order = call_order(cases)
+        self._schedule([cases[c].input_for(i) for c, i in order] + list(next_refs))
+        start_ms = self.sampler.now_ms() if self.sampler else 0.0
+        windows: dict[str, list[tuple[int | None, float, float]]] = {case.case_id: [] for case in cases}
+        with memory_limit(cases[0].memory_limit_bytes, self.device):
+            for c, index in order:
+                case = cases[c]
+                repeat = index - case.warmup
+                send(("call_started", case.case_id, repeat))
+                measurement, window = self._run_repeat(case, ChunkedMode(**asdict(case.chunk)), repeat)
+                windows[case.case_id].append((repeat if repeat >= 0 else None, *window))
+                if repeat >= 0:
+                    send(("repeat", case.case_id, repeat_rows(case, self.stages, measurement)))
+        send(("group_done", self._timelines(cases, start_ms, windows), self._baseline_after(),
+              self.diagnostics()))
+
+    def diagnostics(self) -> dict[str, Any]:
+        """What the sampler's backend had to say so far: failed queries, source changes, why it
+        fell back to the CPU, and other processes seen on the GPU."""
+        backend = self.sampler.backend if self.sampler else None
+        others = backend.other_processes(os.getpid()) if hasattr(backend, "other_processes") else []
+        return {
+            "util_source": self.sampler.util_source if self.sampler else "off",
+            "errors": list(getattr(backend, "errors", [])) + (self.sampler.errors if self.sampler else []),
+            "source_changes": [list(c) for c in getattr(backend, "source_changes", [])],
+            "fallback_reason": getattr(backend, "fallback_reason", None),
+            "other_gpu_pids": others,
+            "quality_problems": list(self.quality_problems),
+        }
+
+    def _baseline_after(self) -> int:
+        """Memory held after the case, less the kept single-pass references: what must come
+        back to the first case's level, or the worker is replaced."""
+        free_memory()
+        cached = sum(t.nbytes for ref in self.references.values() if isinstance(ref, dict) for t in ref.values())
+        return self.memory.baseline_bytes() - cached
+
+    def _schedule(self, refs: list[InputRef]) -> None:
+        """Queue this case's inputs (unless already queued as the previous case's look-ahead)
+        and the next case's first input, so it loads while this case runs."""
+        if self.pending != refs[: len(self.pending)]:
+            for _ in self.pending:  # a stale look-ahead: consume it to keep the order
+                self.prefetcher.get()
+            self.pending = []
+        new = refs[len(self.pending):]
+        self.prefetcher.schedule(new)
+        self.pending.extend(new)
+
+    def _next_clip(self) -> tuple[InputRef, Any, float]:
+        ref, clip, wait_ms = self.prefetcher.get()
+        self.pending.pop(0)
+        if isinstance(clip, BaseException) or not self.device.startswith("cuda"):
+            return ref, clip, wait_ms
+        start = time.perf_counter()
+        clip = {k: v.to(self.device, non_blocking=True) for k, v in clip.items()}
+        torch.cuda.synchronize()
+        return ref, clip, wait_ms + (time.perf_counter() - start) * 1000.0
+
+    def _run_repeat(self, case: Case, chunked: ChunkedMode, repeat: int) -> tuple[RepeatMeasurement, tuple]:
+        ref, clip, io_wait_ms = self._next_clip()
+        m = RepeatMeasurement(repeat=repeat, io_wait_ms=io_wait_ms, input=ref.label, started_at=now_iso(),
+                              timer_source=self.timer.source)
+        if isinstance(clip, BaseException):
+            m.status, m.error = "error", f"input {ref.label}: {describe_exception(clip)}"
+            return m, (0.0, 0.0)
+        result, failure, window = self._timed_call(case, chunked, clip)
+        if failure is not None:
+            free_memory()  # after the except block: nothing of the failed call is still referenced
+            m.status, m.error = failure
+        else:
+            m.total_ms, m.stage_ms = self._total_ms, self._stage_ms
+            m.executed_as, m.chunks, m.retries = result.executed_as, result.chunks, result.retries
+        self._fill_memory_and_util(m, window)
+        if result is not None and case.want_quality:
+            self._fill_quality(m, case, ref, clip, result)
+        del clip, result
+        return m, window
+
+    def _timed_call(self, case: Case, chunked: ChunkedMode, clip: dict):
+        self.timer.begin_repeat()
+        self.memory.begin()
+        self._repeat_start_ms = start_ms = self.sampler.now_ms() if self.sampler else 0.0
+        if self.cpu_window:
+            self.cpu_window.start()
+        started = time.perf_counter_ns()
+        result, failure = None, None
+        try:
+            with torch.inference_mode():
+                result = execute_mode(case.mode, self.pipeline, clip, self.pipeline.duration_s(clip, case.clip_s),
+                                      self.timer, chunked)
+                synchronize(self.device)
+        except ChunkFailed as exc:
+            failure = (exc.kind, f"{case.mode.label}: {exc}")
+        except Exception as exc:  # a failing repeat is data, recorded with its kind
+            failure = (classify_exception(exc), describe_exception(exc))
+        self._total_ms = (time.perf_counter_ns() - started) / 1e6
+        self._cpu_util_pct = self.cpu_window.stop() if self.cpu_window else None
+        end_ms = self.sampler.now_ms() if self.sampler else 0.0
+        try:
+            self._stage_ms = self.timer.end_repeat()
+        except Exception as exc:  # e.g. a CUDA error surfacing at synchronize
+            failure = failure or (classify_exception(exc), describe_exception(exc))
+        return result, failure, (start_ms, end_ms)
+
+    def _fill_memory_and_util(self, m: RepeatMeasurement, window: tuple[float, float]) -> None:
+        reading = self.memory.end()
+        m.peak_mem_bytes, m.peak_mem_reserved_bytes = reading.peak_bytes, reading.reserved_bytes
+        m.device_mem_bytes, m.baseline_mem_bytes, m.mem_source = reading.device_bytes, reading.baseline_bytes, \
+            reading.source
+        if self.sampler:
+            summary = self.sampler.summarise(*window)
+            m.util_mean_pct, m.util_p95_pct, m.util_samples = summary.mean, summary.p95, summary.samples
+            m.util_source = self.sampler.util_source
+        if self._cpu_util_pct is not None:
+            m.util_mean_pct = self._cpu_util_pct  # exact over the repeat; p95 stays the sampler's
+            m.util_source = SOURCE_CPU
+
+    def _fill_quality(self, m: RepeatMeasurement, case: Case, ref: InputRef, clip: dict, result: ModeResult) -> None:
+        """Single-pass outputs are kept as references; a chunked output is compared with the
+        reference of the same input (computed untimed if no single case produced it)."""
+        if result.executed_as == "single":
+            self.references[ref] = _to_cpu(result.output)
+            return
+        if ref not in self.references:
+            self.references[ref] = self._untimed_single(case, clip)
+        reference = self.references[ref]
+        if isinstance(reference, dict):
+            try:
+                deviation = output_deviation(reference, result.output)
+            except ValueError as exc:  # outputs that cannot be compared: quality stays blank, and says why
+                self._note_quality_problem(f"{case.case_id}: {exc}")
+                return
+            m.quality_snr_db, m.quality_max_abs_err = deviation.snr_db, deviation.max_abs_err
+
+    def _note_quality_problem(self, text: str) -> None:
+        if text not in self.quality_problems:
+            self.quality_problems.append(text)
+
+    def _untimed_single(self, case: Case, clip: dict) -> dict | str:
+        failure = None
+        try:
+            with torch.inference_mode():
+                output = execute_mode(parse_mode("single"), self.pipeline, clip,
+                                      self.pipeline.duration_s(clip, case.clip_s), _NullTimer(),
+                                      ChunkedMode())
+            return _to_cpu(output.output)
+        except Exception as exc:  # no single-pass reference: quality stays blank
+            failure = describe_exception(exc)
+        free_memory()
+        return failure
+
+    def _timelines(self, cases: list[Case], start_ms: float,
+                   windows: dict[str, list[tuple[int | None, float, float]]]) -> dict[str, list[dict]]:
+        """Each case's sampler readings: those taken during its own calls (``repeat`` blank for
+        warm-up calls), t_ms from the start of the group."""
+        if not self.sampler:
+            return {case.case_id: [] for case in cases}
+        readings = self.sampler.take_timeline(since_ms=start_ms)
+        self.sampler.take_timeline(since_ms=self.sampler.now_ms())
+        timelines: dict[str, list[dict]] = {case.case_id: [] for case in cases}
+        for t_ms, metric, value in readings:
+            owner = next(((case_id, repeat) for case_id, spans in windows.items()
+                          for repeat, start, end in spans if start <= t_ms <= end), None)
+            if owner is not None:
+                timelines[owner[0]].append({"case_id": owner[0], "repeat": owner[1],
+                                            "t_ms": round(t_ms - start_ms, 3), "metric": metric, "value": value})
+        return timelines
+
+
+def call_order(cases: list[Case]) -> list[tuple[int, int]]:
+    """(case index, call index) in run order: all warm-ups, then rounds of one measured
+    repeat per case, rotated by one case per round."""
+    order = [(c, i) for c, case in enumerate(cases) for i in range(case.warmup)]
+    rounds = max(case.repeats for case in cases)
+    for r in range(rounds):
+        for k in range(len(cases)):
+            c = (k + r) % len(cases)
+            if r < cases[c].repeats:
+                order.append((c, cases[c].warmup + r))
+    return order
+
+
+class _NullTimer:
+    def measure(self, stage: str, label: str):
+        return nullcontext()
+
+
+def _to_cpu(output: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in output.items() if torch.is_tensor(v)}
+
+
+class memory_limit:
+    """A per-case memory limit. CPU: the soft RLIMIT_AS set to the worker's current address
+    space plus the limit (so the limit is what the case may add); CUDA: torch's per-process
+    memory fraction. Exceeding it makes allocations fail, which is recorded as ``oom``."""
+
+    def __init__(self, limit_bytes: int | None, device: str):
+        self.limit_bytes, self.device = limit_bytes, device
+        self._previous = None
+
+    def __enter__(self):
+        if self.limit_bytes is None:
+            return self
+        if self.device.startswith("cuda"):
+            total = torch.cuda.get_device_properties(torch.device(self.device)).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, self.limit_bytes / total), torch.device(self.device))
+        else:
+            self._previous = resource.getrlimit(resource.RLIMIT_AS)
+            address_space = read_status_bytes("VmSize")["VmSize"]
+            resource.setrlimit(resource.RLIMIT_AS, (address_space + self.limit_bytes, self._previous[1]))
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.limit_bytes is None:
+            return False
+        if self.device.startswith("cuda"):
+            torch.cuda.set_per_process_memory_fraction(1.0, torch.device(self.device))
+        else:
+            resource.setrlimit(resource.RLIMIT_AS, self._previous)
+        return False

@@ -1,0 +1,187 @@
+"""The on-disk schema of a run: one writer and one reader for each file.
+
+results/<run_id>/
+  samples.csv    one row per case x repeat x stage ("total" = end to end), append-only
+  timeline.csv   background sampler readings: case_id, t_ms, metric, value
+  summary.csv    one row per case x stage, computed from samples.csv
+  manifest.json  the suite as loaded, argv, times, status, environment, warnings
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+TOTAL_STAGE = "total"
+# the values of the status column (benchrunner.run.failures classifies exceptions into them)
+OK, OOM, ERROR, TIMEOUT, CRASH = "ok", "oom", "error", "timeout", "crash"
+STATUSES = (OK, OOM, ERROR, TIMEOUT, CRASH)
+FAILURE_KINDS = (OOM, ERROR, TIMEOUT, CRASH)
+
+SAMPLE_COLUMNS = [
+    "schema_version", "run_id", "case_id", "suite", "pipeline", "variant", "mode", "threshold_s", "clip_s",
+    "executed_as", "repeat", "stage", "status", "error", "latency_ms", "peak_mem_bytes",
+    "peak_mem_reserved_bytes", "device_mem_bytes", "baseline_mem_bytes", "mem_source", "util_mean_pct",
+    "util_p95_pct", "util_samples", "util_source", "io_wait_ms", "chunks", "retries", "quality_snr_db",
+    "quality_max_abs_err", "input", "device", "timer_source", "started_at",
+]
+SAMPLE_DTYPES = {
+    "schema_version": "Int64", "repeat": "Int64", "chunks": "Int64", "retries": "Int64", "util_samples": "Int64",
+    "threshold_s": "float64", "clip_s": "float64", "latency_ms": "float64", "peak_mem_bytes": "float64",
+    "peak_mem_reserved_bytes": "float64", "device_mem_bytes": "float64", "baseline_mem_bytes": "float64",
+    "util_mean_pct": "float64", "util_p95_pct": "float64", "io_wait_ms": "float64", "quality_snr_db": "float64",
+    "quality_max_abs_err": "float64",
+}
+TIMELINE_COLUMNS = ["case_id", "repeat", "t_ms", "metric", "value"]
+CASE_KEY = ["pipeline", "variant", "mode", "threshold_s", "clip_s"]
+
+
+def now_iso() -> str:
+    """The time stamps of the run folder (samples.csv started_at, manifest.json, lock files): UTC, ms."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _cell(value: Any) -> Any:
+    if value is None or value is pd.NA:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return repr(round(value, 6)) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _csv_text(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="raise", lineterminator="\n")
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    return buffer.getvalue()
+
+
+def _append_durably(path: Path, text: str, columns: list[str]) -> None:
+    """Append ``text`` with one write, then flush and fsync: a kill leaves whole cases only
+    (a power cut may tear the last line; readers drop a torn line)."""
+    new = not path.exists() or path.stat().st_size == 0
+    payload = (",".join(columns) + "\n" if new else "") + text
+    with open(path, "a", encoding="utf-8", newline="") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class RunFiles:
+    """Paths of one run folder, and the writers that append to them."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+        self.samples = self.dir / "samples.csv"
+        self.timeline = self.dir / "timeline.csv"
+        self.summary = self.dir / "summary.csv"
+        self.manifest = self.dir / "manifest.json"
+
+    def append_case(self, rows: list[Mapping[str, Any]], timeline: list[Mapping[str, Any]]) -> None:
+        """All rows of one case, written at once. The timeline goes first: a case counts as
+        done when its sample rows exist."""
+        if timeline:
+            _append_durably(self.timeline, _csv_text(timeline, TIMELINE_COLUMNS), TIMELINE_COLUMNS)
+        _append_durably(self.samples, _csv_text(rows, SAMPLE_COLUMNS), SAMPLE_COLUMNS)
+
+    def write_summary(self, frame: pd.DataFrame) -> None:
+        tmp = self.summary.with_suffix(".csv.tmp")
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+        os.replace(tmp, self.summary)
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        tmp = self.manifest.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, self.manifest)
+
+
+def _rewrite(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _drop_torn_tail(path: Path, n_columns: int) -> str | None:
+    """Cut a last line that a power cut left without its newline or its fields."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    text = path.read_text(encoding="utf-8")
+    body = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+    records = list(csv.reader(io.StringIO(body)))
+    if records and len(records[-1]) != n_columns:
+        body = body[: body.rstrip("\n").rfind("\n") + 1]
+    if body == text:
+        return None
+    _rewrite(path, body)
+    return f"{path.name}: dropped a torn last line ({len(text) - len(body)} bytes) left by an interrupted write"
+
+
+def _case_is_complete(rows: pd.DataFrame, repeats: int) -> bool:
+    """A case's rows end with a ``total`` row of its last repeat, or of a repeat that ended the
+    case (timeout, crash)."""
+    last = rows.iloc[-1]
+    return last["stage"] == TOTAL_STAGE and (int(last["repeat"]) == repeats - 1 or last["status"] in
+                                             ("timeout", "crash"))
+
+
+def repair_run(run_dir: Path, repeats: int) -> tuple[set[str], list[str]]:
+    """Make a run folder consistent before resuming it: drop torn last lines, drop the rows of a
+    last case that was cut short, and drop timeline rows of cases without complete samples.
+    Returns the ids of the complete cases and one note per repair."""
+    files = RunFiles(run_dir)
+    notes = [n for n in (_drop_torn_tail(files.samples, len(SAMPLE_COLUMNS)),
+                         _drop_torn_tail(files.timeline, len(TIMELINE_COLUMNS))) if n]
+    samples = read_samples(run_dir)
+    complete = set(samples["case_id"])
+    if len(samples):
+        last_case = samples.iloc[-1]["case_id"]
+        if not _case_is_complete(samples[samples["case_id"] == last_case], repeats):
+            complete.discard(last_case)
+            kept = samples[samples["case_id"] != last_case]
+            _rewrite(files.samples, ",".join(SAMPLE_COLUMNS) + "\n" + _csv_text(kept.to_dict("records"),
+                                                                                 SAMPLE_COLUMNS))
+            notes.append(f"samples.csv: dropped {len(samples) - len(kept)} rows of case {last_case}, "
+                         "cut short; it runs again")
+    timeline = read_timeline(run_dir)
+    if len(timeline) and not timeline["case_id"].isin(complete).all():
+        kept = timeline[timeline["case_id"].isin(complete)]
+        _rewrite(files.timeline, ",".join(TIMELINE_COLUMNS) + "\n" + _csv_text(kept.to_dict("records"),
+                                                                                TIMELINE_COLUMNS))
+    return complete, notes
+
+
+def read_samples(run_dir: Path) -> pd.DataFrame:
+    """samples.csv as a DataFrame with typed columns; an empty frame when there is none."""
+    path = Path(run_dir) / "samples.csv"
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame({c: pd.Series(dtype=SAMPLE_DTYPES.get(c, "object")) for c in SAMPLE_COLUMNS})
+    frame = pd.read_csv(path, dtype={c: t for c, t in SAMPLE_DTYPES.items()}, keep_default_na=False,
+                        na_values={c: [""] for c in SAMPLE_DTYPES})
+    return frame
+
+
+def read_timeline(run_dir: Path) -> pd.DataFrame:
+    path = Path(run_dir) / "timeline.csv"
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=TIMELINE_COLUMNS)
+    return pd.read_csv(path)
+
+
+def read_summary(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(Path(run_dir) / "summary.csv", keep_default_na=False, na_values=[""])
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))
