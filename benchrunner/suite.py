@@ -19,6 +19,7 @@ from .modespec import ModeSpec, parse_mode
 DEFAULT_PIPELINE = "benchrunner.pipelines.reference:build"
 DEVICES = ("auto", "cpu", "cuda")
 AUDIO_SUFFIXES = (".wav", ".flac")  # the input files a suite's inputs folder may hold
+TIMERS = ("auto", "sync")  # measure.timing.TIMER_KINDS (a test keeps them equal; suite stays torch-free)
 BUDGET_METRICS = ("p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "peak_memory_gb",
                   "throughput_clips_per_s", "failure_rate")
 
@@ -71,6 +72,7 @@ class Suite:
     budgets: list[Budget]
     results_dir: Path
     interleave: bool = True
+    timer: str = "auto"   # "auto" (CUDA events on CUDA) or "sync" (synchronize all devices per stage)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def variant_args(self, variant: str) -> dict[str, Any]:
@@ -125,7 +127,7 @@ def _positive_list(v: Any) -> bool:
 
 TOP_LEVEL_KEYS = ("name", "description", "pipeline", "pipeline_args", "variants", "device", "clip_lengths_s",
                   "modes", "hybrid_thresholds_s", "chunk", "repeats", "warmup", "timeout_s", "memory_limit_gb",
-                  "inputs", "seed", "sampler", "budgets", "results_dir", "interleave")
+                  "inputs", "seed", "sampler", "budgets", "results_dir", "interleave", "timer")
 
 
 def load_suite(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Suite:
@@ -189,6 +191,7 @@ def validate_suite(raw: dict[str, Any], path: Path) -> Suite:
         results_dir=Path(r.get("results_dir", lambda v: isinstance(v, str) and v != "", "a folder path",
                                "results")),
         interleave=r.get("interleave", lambda v: isinstance(v, bool), "true or false", True),
+        timer=r.get("timer", lambda v: v in TIMERS, " or ".join(f'"{k}"' for k in TIMERS), "auto"),
         raw=raw,
     )
 

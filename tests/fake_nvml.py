@@ -10,12 +10,20 @@ Behaviours copied from the real library, because code under test depends on them
 - every call but nvmlInit raises NVMLError_Uninitialized before nvmlInit / after the
   last nvmlShutdown;
 - nvmlDeviceGetSamples returns (value type, [c_nvmlSample_t]) with only the samples newer
-  than the timestamp given, and raises NVMLError_NotFound when there is none; its
-  timestamps are microseconds in the driver's clock, unrelated to time.time();
-- GPM samples are ctypes pointers from nvmlGpmSampleAlloc; nvmlGpmMetricsGet fills a real
-  c_nvmlGpmMetricsGet_t, with a per-metric nvmlReturn. Two samples less than 100 ms
-  apart give 0.0 (the counters have not moved), so a caller that ignores the 100 ms rule
-  reports a fake 0 that tests can catch.
+  than the timestamp given. With none newer, the documented NVMLError_NotFound, or (as
+  drivers also do: pynvml's size query then reports a count of 0) success with an empty
+  list: `FakeNvml(no_new_samples="empty")`. Timestamps are microseconds in the driver's
+  clock, unrelated to time.time();
+- nvmlDeviceIsMigDeviceHandle returns the ctypes c_uint pynvml passed by reference, not
+  a bool;
+- nvmlDeviceGetComputeRunningProcesses lists host PIDs: a worker in a container with its
+  own PID namespace is listed under a PID it does not know (`FakeDevice.processes`);
+- GPM samples are ctypes pointers from nvmlGpmSampleAlloc; nvmlGpmSampleGet can fail on a
+  device that supports GPM (`FakeDevice.gpm_sample_error`, e.g. NVMLError_NoPermission in
+  an unprivileged container); nvmlGpmMetricsGet fills a real c_nvmlGpmMetricsGet_t, with
+  a per-metric nvmlReturn. What NVML returns for two samples less than 100 ms apart is
+  not documented, so the fake invents nothing: it raises GpmIntervalTooShort (not an
+  NVMLError), and a caller that ignores the 100 ms rule fails its test.
 
 Per test, configure the devices (`FakeDevice`), push utilisation samples
 (`add_util_samples`), make a function start failing (`fail`), or hide a function as an
@@ -35,6 +43,10 @@ import pynvml as _real
 GIB = 1 << 30
 
 
+class GpmIntervalTooShort(AssertionError):
+    """nvmlGpmMetricsGet on samples < 100 ms apart: undefined in NVML, so refused here."""
+
+
 class FakeClock:
     """A monotonic clock in seconds that moves only when told to."""
 
@@ -46,6 +58,8 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    sleep = advance  # time.sleep's stand-in: sleeping moves the clock
 
 
 @dataclass
@@ -75,6 +89,7 @@ class FakeDevice:
         _real.NVML_GPM_METRIC_ANY_TENSOR_UTIL: 12.75,
     })
     gpm_metric_errors: dict[int, int] = field(default_factory=dict)  # id -> NVML_ERROR_*
+    gpm_sample_error: type[_real.NVMLError] | None = None  # nvmlGpmSampleGet raises it (e.g. NoPermission)
     # driver-side utilisation sample buffer: (timestamp_us, percent), oldest first
     util_samples: list[tuple[int, int]] = field(default_factory=list)
     sample_clock_us: int = 7_200_000_000  # "microseconds since boot": not our clock
@@ -98,7 +113,11 @@ class FakeNvml:
     def __init__(
         self, devices: list[FakeDevice] | None = None, *, clock: FakeClock | None = None,
         init_error: type[_real.NVMLError] | None = None, driver_version: str = "550.54.15",
+        no_new_samples: str = "not_found",
     ) -> None:
+        if no_new_samples not in ("not_found", "empty"):
+            raise ValueError("no_new_samples: 'not_found' or 'empty'")
+        self.no_new_samples = no_new_samples
         self.devices = devices if devices is not None else [FakeDevice()]
         self.clock = clock if clock is not None else FakeClock()
         self.init_error = init_error
@@ -222,9 +241,9 @@ class FakeNvml:
                 return FakeHandle(dev)
         raise _real.NVMLError_NotFound()
 
-    def nvmlDeviceIsMigDeviceHandle(self, handle: FakeHandle) -> bool:
+    def nvmlDeviceIsMigDeviceHandle(self, handle: FakeHandle) -> ctypes.c_uint:
         self._enter("nvmlDeviceIsMigDeviceHandle")
-        return self._device(handle).is_mig
+        return ctypes.c_uint(int(self._device(handle).is_mig))  # pynvml returns its c_uint
 
     def nvmlDeviceGetName(self, handle: FakeHandle) -> str:
         self._enter("nvmlDeviceGetName")
@@ -289,7 +308,7 @@ class FakeNvml:
             raise _real.NVMLError_NotSupported()
         self.samples_requests.append(int(timeStamp))
         new = [(ts, v) for ts, v in dev.util_samples if ts > int(timeStamp)]
-        if not new:
+        if not new and self.no_new_samples == "not_found":
             raise _real.NVMLError_NotFound()
         out = []
         for ts, v in new:
@@ -340,6 +359,8 @@ class FakeNvml:
             raise _real.NVMLError_InvalidArgument()
         if not dev.gpm_supported:
             raise _real.NVMLError_NotSupported()
+        if dev.gpm_sample_error is not None:
+            raise dev.gpm_sample_error()
         self._gpm_seq += 1
         self._gpm_filled[addr] = (dev, self.clock(), self._gpm_seq)
         return gpmSample
@@ -359,6 +380,8 @@ class FakeNvml:
         self.gpm_pairs.append((first[2], second[2]))
         if not 0 < metricsGet.numMetrics <= _real.NVML_GPM_METRIC_MAX:
             raise _real.NVMLError_InvalidArgument()
+        if interval < 0.1:
+            raise GpmIntervalTooShort(f"GPM samples {interval * 1000:.1f} ms apart: NVML asks for >= 100 ms")
         for i in range(metricsGet.numMetrics):
             metric = metricsGet.metrics[i]
             mid = metric.metricId
@@ -368,8 +391,7 @@ class FakeNvml:
                 metric.nvmlReturn, metric.value = _real.NVML_ERROR_NOT_SUPPORTED, 0.0
             else:
                 metric.nvmlReturn = _real.NVML_SUCCESS
-                # counters refresh every ~100 ms: a shorter window has seen nothing
-                metric.value = dev.gpm_metrics[mid] if interval >= 0.1 else 0.0
+                metric.value = dev.gpm_metrics[mid]
         return metricsGet
 
 

@@ -43,7 +43,7 @@ def assert_no_fake_zero(sample: dict[str, float]) -> None:
 
 
 def open_fake(fake: FakeNvml, **kwargs):
-    return open_gpu_backend(nvml=fake, clock=fake.clock, **kwargs)
+    return open_gpu_backend(nvml=fake, clock=fake.clock, sleep=fake.clock.sleep, **kwargs)
 
 
 def assert_static_metrics(sample: dict[str, float], dev: FakeDevice) -> None:
@@ -77,15 +77,16 @@ def test_gpm_values_come_from_gpm_metrics_between_two_samples():
         assert second["tensor_util_pct"] == 12.75
         assert_static_metrics(second, dev)
         assert_no_fake_zero(second)
-        assert fake.gpm_intervals == [pytest.approx(0.25)]
+        # the set-up trial pair (>= 100 ms apart), then the read pair
+        assert fake.gpm_intervals == [pytest.approx(0.1), pytest.approx(0.25)]
         assert gpu.errors == [] and gpu.source_changes == []
 
         dev.gpm_metrics[pynvml.NVML_GPM_METRIC_SM_UTIL] = 97.0
         fake.clock.advance(0.5)
         third = gpu.read()
         assert third["util_pct"] == 97.0
-        # each window starts at the previous window's end sample
-        assert fake.gpm_pairs == [(1, 2), (2, 3)]
+        # set-up trial (1, 2); then each window starts at the previous window's end sample
+        assert fake.gpm_pairs == [(1, 2), (3, 4), (4, 5)]
 
 
 def test_gpm_reads_closer_than_100ms_keep_the_older_reference():
@@ -99,12 +100,12 @@ def test_gpm_reads_closer_than_100ms_keep_the_older_reference():
         assert_no_fake_zero(soon)
         fake.clock.advance(0.04)
         assert not GPM_KEYS & gpu.read().keys()
-        assert fake.calls["nvmlGpmSampleGet"] == 1  # no sample was taken, none discarded
+        assert fake.calls["nvmlGpmSampleGet"] == 2 + 1  # set-up's two, the reference; none discarded
         fake.clock.advance(0.03)  # 0.11 s after the reference
         later = gpu.read()
         assert later["util_pct"] == 63.5
         assert_no_fake_zero(later)
-        assert fake.gpm_intervals == [pytest.approx(0.11)]
+        assert fake.gpm_intervals == [pytest.approx(0.1), pytest.approx(0.11)]
         assert gpu.util_source == "gpm_sm"
 
 
@@ -125,12 +126,74 @@ def test_gpm_metric_unsupported_on_this_gpu_is_left_out_and_reported():
         assert gpu.errors == ["tensor_util_pct: GPM ANY_TENSOR_UTIL NotSupported"]
 
 
+def test_gpm_set_up_samples_twice_100ms_apart_and_reads_metrics():
+    fake = FakeNvml()
+    with open_fake(fake) as gpu:
+        assert gpu.util_source == "gpm_sm"
+        assert fake.calls["nvmlGpmSampleGet"] == 2 and fake.calls["nvmlGpmMetricsGet"] == 1
+        assert fake.gpm_intervals[0] >= 0.1
+
+
+@pytest.mark.parametrize("error", [pynvml.NVMLError_NoPermission, pynvml.NVMLError_NotSupported])
+def test_gpm_sampling_refused_at_set_up_falls_back_to_nvml_gpu_with_the_reason(error):
+    """GPM support is reported and buffers allocate, but sampling is refused (an unprivileged
+    container): the backend starts on nvml_gpu, says why, and frees the buffers."""
+    fake = FakeNvml([FakeDevice(gpm_sample_error=error)])
+    with open_fake(fake) as gpu:
+        assert gpu.util_source == "nvml_gpu"
+        assert not gpu.gpm_supported
+        assert _name(error) in gpu.gpm_unsupported_reason and "nvmlGpmSampleGet" in gpu.gpm_unsupported_reason
+        assert fake.live_gpm_samples == 0
+        assert gpu.source_changes == []  # it never was gpm_sm: no mid-run change
+        fake.add_util_samples([50, 70])
+        assert gpu.read()["util_pct"] == 60.0
+
+
+def test_gpm_sm_util_failing_at_set_up_falls_back():
+    fake = FakeNvml()
+    fake.devices[0].gpm_metric_errors[pynvml.NVML_GPM_METRIC_SM_UTIL] = pynvml.NVML_ERROR_NO_PERMISSION
+    with open_fake(fake) as gpu:
+        assert gpu.util_source == "nvml_gpu"
+        assert "SM_UTIL returned NoPermission" in gpu.gpm_unsupported_reason
+
+
+def test_fake_refuses_gpm_samples_under_100ms_apart():
+    """Undefined in NVML: the fake does not invent a value for it."""
+    from fake_nvml import GpmIntervalTooShort
+
+    fake = FakeNvml()
+    fake.nvmlInit()
+    h = fake.nvmlDeviceGetHandleByIndex(0)
+    a, b = fake.nvmlGpmSampleAlloc(), fake.nvmlGpmSampleAlloc()
+    fake.nvmlGpmSampleGet(h, a)
+    fake.clock.advance(0.05)
+    fake.nvmlGpmSampleGet(h, b)
+    request = pynvml.c_nvmlGpmMetricsGet_t()
+    request.version, request.numMetrics = pynvml.NVML_GPM_METRICS_GET_VERSION, 1
+    request.sample1, request.sample2 = a, b
+    request.metrics[0].metricId = pynvml.NVML_GPM_METRIC_SM_UTIL
+    with pytest.raises(GpmIntervalTooShort):
+        fake.nvmlGpmMetricsGet(request)
+
+
+def test_mig_handle_answer_is_pynvmls_c_uint():
+    fake = FakeNvml([FakeDevice(is_mig=False)])
+    fake.nvmlInit()
+    answer = fake.nvmlDeviceIsMigDeviceHandle(fake.nvmlDeviceGetHandleByIndex(0))
+    assert isinstance(answer, ctypes.c_uint) and answer.value == 0
+
+
+def _name(error) -> str:
+    return error.__name__[len("NVMLError_"):]
+
+
 # ---------------------------------------------------------------------------------------
 # GPM not supported: utilization.gpu
 
 
-def test_no_gpm_uses_bulk_samples_then_utilization_rates():
-    fake = FakeNvml([FakeDevice(gpm_supported=False, util_gpu=33)])
+@pytest.mark.parametrize("no_new_samples", ["not_found", "empty"])
+def test_no_gpm_uses_only_new_bulk_samples(no_new_samples):
+    fake = FakeNvml([FakeDevice(gpm_supported=False, util_gpu=33)], no_new_samples=no_new_samples)
     fake.add_util_samples([99, 99, 99])  # before open: not this run's
     with open_fake(fake) as gpu:
         assert gpu.util_source == "nvml_gpu"
@@ -145,9 +208,11 @@ def test_no_gpm_uses_bulk_samples_then_utilization_rates():
         assert not {"sm_occupancy_pct", "tensor_util_pct"} & s1.keys()
         assert_no_fake_zero(s1)
 
-        s2 = gpu.read()  # no new sample: NVML raises NotFound, rates step in
-        assert s2["util_pct"] == 33.0
+        s2 = gpu.read()  # no new sample (NotFound, or success with none): nothing to report
+        assert "util_pct" not in s2  # not the last window again, not utilization rates
+        assert fake.calls["nvmlDeviceGetUtilizationRates"] == 0
         assert_no_fake_zero(s2)
+        assert gpu.sample_period_s == pytest.approx(0.166667)
 
         fake.add_util_samples([10, 20])
         s3 = gpu.read()
@@ -162,7 +227,15 @@ def test_no_gpm_uses_bulk_samples_then_utilization_rates():
 def test_real_idle_zero_is_passed_through():
     fake = FakeNvml([FakeDevice(gpm_supported=False, util_gpu=0)])
     with open_fake(fake) as gpu:
+        fake.add_util_samples([0, 0])
         assert gpu.read()["util_pct"] == 0.0  # NVML said 0: that is a measurement
+
+
+def test_utilization_rates_only_where_get_samples_is_not_supported():
+    fake = FakeNvml([FakeDevice(gpm_supported=False, util_gpu=33)])
+    fake.fail("nvmlDeviceGetSamples", pynvml.NVMLError_NotSupported)
+    with open_fake(fake) as gpu:
+        assert gpu.read()["util_pct"] == 33.0
 
 
 def test_prefer_gpm_false_and_old_driver_fall_back_to_nvml_gpu():
@@ -176,6 +249,7 @@ def test_prefer_gpm_false_and_old_driver_fall_back_to_nvml_gpu():
     with open_fake(fake) as gpu:
         assert gpu.util_source == "nvml_gpu"
         assert "FunctionNotFound" in gpu.gpm_unsupported_reason
+        fake.add_util_samples([87])
         assert gpu.read()["util_pct"] == 87.0
 
     fake = FakeNvml()
@@ -234,7 +308,10 @@ def test_query_failing_mid_run_leaves_metric_out_and_records_once():
     fake = FakeNvml([FakeDevice(gpm_supported=False)])
     fake.fail("nvmlDeviceGetPowerUsage", pynvml.NVMLError_Unknown, after=2)
     with open_fake(fake) as gpu:
-        samples = [gpu.read() for _ in range(5)]
+        samples = []
+        for _ in range(5):
+            fake.add_util_samples([50])  # a new utilisation sample before each read
+            samples.append(gpu.read())
     assert [("power_w" in s) for s in samples] == [True, True, False, False, False]
     for s in samples:
         assert_no_fake_zero(s)
@@ -272,7 +349,8 @@ def test_throttle_reasons_fall_back_to_the_older_function():
         assert gpu.read()["throttle_reasons"] == 0x28
 
 
-@pytest.mark.parametrize("function, after", [("nvmlGpmSampleGet", 2), ("nvmlGpmMetricsGet", 1)])
+# after the set-up trial's two nvmlGpmSampleGet and one nvmlGpmMetricsGet
+@pytest.mark.parametrize("function, after", [("nvmlGpmSampleGet", 2 + 2), ("nvmlGpmMetricsGet", 1 + 1)])
 def test_gpm_failing_mid_run_switches_to_nvml_gpu(function, after):
     fake = FakeNvml()
     fake.fail(function, pynvml.NVMLError_Unknown, after=after)
@@ -282,9 +360,9 @@ def test_gpm_failing_mid_run_switches_to_nvml_gpu(function, after):
         reads.append(gpu.read())  # second GPM sample: metrics
         assert reads[-1]["util_pct"] == 63.5
         fake.clock.advance(0.2)
-        reads.append(gpu.read())  # third sample fails: switch, rates give util_pct
+        reads.append(gpu.read())  # third sample fails: switch; no new NVML sample yet, no util_pct
         assert gpu.util_source == "nvml_gpu"
-        assert reads[-1]["util_pct"] == 87.0
+        assert "util_pct" not in reads[-1]
         assert not {"sm_occupancy_pct", "tensor_util_pct"} & reads[-1].keys()
         fake.add_util_samples([50, 70])
         reads.append(gpu.read())
@@ -311,7 +389,7 @@ def test_gpm_sm_util_metric_error_switches_source():
         fake.clock.advance(0.2)
         sample = gpu.read()
         assert gpu.util_source == "nvml_gpu"
-        assert sample["util_pct"] == 87.0
+        assert "util_pct" not in sample  # the switch read: no new NVML sample to report
         assert gpu.source_changes == [(2, "nvml_gpu", "GPM SM_UTIL returned GpuIsLost")]
         assert_no_fake_zero(sample)
 

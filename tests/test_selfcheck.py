@@ -102,7 +102,7 @@ def test_a_smaller_allocation_is_reported_as_such():
 
 def gpu_backend(**device):
     fake = FakeNvml([FakeDevice(**device)])
-    return open_gpu_backend(nvml=fake, clock=fake.clock)
+    return open_gpu_backend(nvml=fake, clock=fake.clock, sleep=fake.clock.sleep)
 
 
 def test_gpm_on_hopper_passes():

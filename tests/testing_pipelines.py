@@ -14,6 +14,12 @@ from benchrunner import Pipeline, Stage, Stream, current_chunk
 
 RATE = 1000
 
+# What torch (>= 2.8) raises after an illegal address in a kernel, word for word.
+ILLEGAL_ADDRESS = ("CUDA error: an illegal memory access was encountered\n"
+                   "CUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace "
+                   "below might be incorrect.\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1")
+_CONTEXT = {"broken": False}  # this process's (pretend) CUDA context
+
 
 def _clip(clip_s: float, seed: int) -> dict:
     g = torch.Generator().manual_seed(seed)
@@ -29,8 +35,12 @@ def _smooth(value: dict) -> dict:
 
 def build(fail_chunk: int | None = None, permanent: bool = False, fail_clip_s: float | None = None,
           abort_clip_s: float | None = None, hang_clip_s: float | None = None, busy_ms: float = 0.0,
-          trim_last: bool = False) -> Pipeline:
+          trim_last: bool = False, cuda_error_clip_s: float | None = None) -> Pipeline:
     def flaky(value: dict) -> dict:
+        seconds = value["audio"].shape[-1] / RATE
+        if cuda_error_clip_s is not None and (_CONTEXT["broken"] or abs(seconds - cuda_error_clip_s) < 1e-6):
+            _CONTEXT["broken"] = True  # sticky, as a real CUDA context is: every later call fails
+            raise torch.AcceleratorError(ILLEGAL_ADDRESS)
         chunk = current_chunk()
         if fail_chunk is not None and chunk is not None and chunk.index == fail_chunk:
             if permanent or chunk.attempt == 1:

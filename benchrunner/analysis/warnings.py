@@ -145,6 +145,18 @@ def other_process_warnings(other_gpu_pids: list[int]) -> list[ValidityWarning]:
         "with CUDA_VISIBLE_DEVICES and your scheduler)")]
 
 
+def device_memory_warnings(notes: list[str]) -> list[ValidityWarning]:
+    """Why ``device_mem_bytes`` (NVML's figure for the worker) is blank, e.g. a container with
+    its own PID namespace, where NVML's host PIDs do not include the worker's own."""
+    if not notes:
+        return []
+    return [ValidityWarning(
+        "device_mem_blank",
+        f"device_mem_bytes is blank: {notes[0]}" + (f" (and {len(notes) - 1} more note(s))" if len(notes) > 1 else ""),
+        "run the container with the host's PID namespace (docker run --pid=host) so NVML's PIDs are the "
+        "worker's; peak_mem_bytes (torch's allocator) is measured either way")]
+
+
 def quality_warnings(problems: list[str]) -> list[ValidityWarning]:
     """Chunked outputs that could not be compared with the single pass (quality left blank)."""
     if not problems:

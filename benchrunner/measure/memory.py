@@ -1,9 +1,18 @@
 """Peak memory per repeat: the CUDA allocator (plus NVML's view of the process) or host RSS.
 
+Every reading has the same two figures on both devices:
+- ``peak_bytes``: the absolute peak during the repeat (CPU: resident memory of the worker;
+  CUDA: bytes allocated by torch's allocator), what has to fit in the machine;
+- ``growth_bytes``: that peak minus the same quantity just before the repeat, what the
+  case itself added.
+On CUDA also the caching allocator's reserved bytes (absolute peak, and growth over the
+repeat: an earlier case's cache is not this one's) and NVML's figure for the process at
+the end of the repeat.
+
 On CPU the kernel's high-water mark of resident memory (``VmHWM``) is reset through
-``/proc/self/clear_refs`` before each repeat, so the peak is exact rather than sampled;
-the resident memory before the repeat is subtracted (``mem_source = rss_hwm``). Where
-that file is not writable, the sampler's RSS readings are used (``rss_sampled``).
+``/proc/self/clear_refs`` before each repeat, so the peak is exact rather than sampled
+(``mem_source = rss_hwm``). Where that file is not writable, the sampler's RSS readings
+are used (``rss_sampled``).
 """
 
 from __future__ import annotations
@@ -27,11 +36,13 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 @dataclass(frozen=True)
 class MemoryReading:
-    peak_bytes: int | None
-    reserved_bytes: int | None
-    device_bytes: int | None
-    baseline_bytes: int | None
+    peak_bytes: int | None              # absolute peak during the repeat
+    reserved_bytes: int | None          # CUDA: absolute peak reserved by the caching allocator
+    device_bytes: int | None            # CUDA: NVML's figure for the process at the end of the repeat
+    baseline_bytes: int | None          # the peak's quantity just before the repeat
     source: str
+    growth_bytes: int | None = None     # peak_bytes - baseline_bytes
+    reserved_growth_bytes: int | None = None  # CUDA: peak reserved - reserved just before the repeat
 
 
 def read_status_bytes(*keys: str) -> dict[str, int]:
@@ -84,11 +95,15 @@ class CpuMemoryTracker:
 
     def end(self) -> MemoryReading:
         if self._exact:
-            peak = read_status_bytes("VmHWM")["VmHWM"]
-            return MemoryReading(max(0, peak - self._baseline), None, None, self._baseline, SOURCE_RSS_HWM)
+            return self._reading(read_status_bytes("VmHWM")["VmHWM"], SOURCE_RSS_HWM)
         sampled = self._sampled_peak() if self._sampled_peak else None
-        peak = None if sampled is None else max(0, sampled - self._baseline)
-        return MemoryReading(peak, None, None, self._baseline, SOURCE_RSS_SAMPLED)
+        return self._reading(None if sampled is None else int(sampled), SOURCE_RSS_SAMPLED)
+
+    def _reading(self, peak: int | None, source: str) -> MemoryReading:
+        if peak is not None:
+            peak = max(peak, self._baseline)  # a peak is at least where the repeat started
+        growth = None if peak is None else peak - self._baseline
+        return MemoryReading(peak, None, None, self._baseline, source, growth_bytes=growth)
 
     def baseline_bytes(self) -> int:
         release_free_heap()
@@ -103,21 +118,27 @@ class CudaMemoryTracker:
         self._device = torch.device(device)
         self._process_device_bytes = process_device_bytes
         self._baseline = 0
+        self._reserved_before = 0
 
     def begin(self) -> None:
         torch.cuda.synchronize(self._device)
         torch.cuda.reset_peak_memory_stats(self._device)
         self._baseline = torch.cuda.memory_allocated(self._device)
+        self._reserved_before = torch.cuda.memory_reserved(self._device)
 
     def end(self) -> MemoryReading:
         torch.cuda.synchronize(self._device)
         device_bytes = self._process_device_bytes() if self._process_device_bytes else None
+        peak = torch.cuda.max_memory_allocated(self._device)
+        reserved = torch.cuda.max_memory_reserved(self._device)
         return MemoryReading(
-            peak_bytes=torch.cuda.max_memory_allocated(self._device),
-            reserved_bytes=torch.cuda.max_memory_reserved(self._device),
+            peak_bytes=peak,
+            reserved_bytes=reserved,
             device_bytes=device_bytes,
             baseline_bytes=self._baseline,
             source=SOURCE_CUDA,
+            growth_bytes=peak - self._baseline,
+            reserved_growth_bytes=reserved - self._reserved_before,
         )
 
     def baseline_bytes(self) -> int:

@@ -13,7 +13,9 @@ Utilisation comes from one of two sources, named by `GpuBackend.util_source`:
   counters refresh about every 100 ms; a shorter window has nothing new to report).
 - "nvml_gpu": the classic utilization.gpu, the share of time at least one kernel ran.
   Read in bulk with nvmlDeviceGetSamples since the previous read (mean of the new
-  samples); when the driver has no new sample, nvmlDeviceGetUtilizationRates.
+  samples); a read without a new sample has no util_pct (each sample covers the 1/6 s
+  to 1 s before it; `sample_period_s` says how long). nvmlDeviceGetUtilizationRates only
+  where nvmlDeviceGetSamples is not supported.
 
 If GPM breaks mid-run the backend switches to "nvml_gpu" and appends
 (read index, new source, reason) to `GpuBackend.source_changes`, so a caller can see that
@@ -257,12 +259,14 @@ def open_gpu_backend(
     prefer_gpm: bool = True,
     pci_bus_id: str | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> "GpuBackend":
     """Initialise NVML and open the device torch calls `cuda:device_index`.
 
     `device_uuid` (torch's `get_device_properties(i).uuid` or NVML's "GPU-..." string) or
     `pci_bus_id` wins over the index. `nvml` defaults to `import pynvml`. `clock` (seconds,
-    monotonic) spaces GPM samples; tests pass a fake one. Raises NvmlUnavailable with the
+    monotonic) spaces GPM samples and `sleep` waits between the two set-up samples; tests
+    pass fake ones. Raises NvmlUnavailable with the
     reason when NVML cannot be loaded or initialised or the device is not found.
     """
     if nvml is None:
@@ -284,7 +288,7 @@ def open_gpu_backend(
             nvml, device_index=device_index, device_uuid=device_uuid,
             pci_bus_id=pci_bus_id, environ=os.environ,
         )
-        return GpuBackend(nvml, handle, prefer_gpm=prefer_gpm, clock=clock, warnings=warnings)
+        return GpuBackend(nvml, handle, prefer_gpm=prefer_gpm, clock=clock, sleep=sleep, warnings=warnings)
     except BaseException:
         _shutdown_quietly(nvml)
         raise
@@ -360,11 +364,13 @@ class GpuBackend:
 
     def __init__(
         self, nvml: Any, handle: Any, *, prefer_gpm: bool = True,
-        clock: Callable[[], float] = time.monotonic, warnings: Sequence[str] = (),
+        clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+        warnings: Sequence[str] = (),
     ) -> None:
         self._nvml = nvml
         self._handle = handle
         self._clock = clock
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._closed = False
         self.errors: list[str] = []
@@ -379,6 +385,7 @@ class GpuBackend:
         self._samples_supported = True
         self._samples_primed = False
         self._last_seen_us = 0
+        self.sample_period_s: float | None = None  # nvml_gpu: NVML's sample spacing, once seen
         # gpm state
         self._gpm_buffers: list[Any] = []
         self._gpm_ref: int | None = None  # index into _gpm_buffers of the reference sample
@@ -433,6 +440,18 @@ class GpuBackend:
                 used = getattr(p, "usedGpuMemory", None)
                 return None if used is None else int(used)
         return None
+
+    def processes(self) -> list[tuple[int, int | None]] | None:
+        """(pid, usedGpuMemory or None) of the GPU's compute processes, as NVML lists them
+        (host PIDs); None when NVML cannot list them."""
+        procs = self._processes()
+        if procs is None:
+            return None
+        out = []
+        for p in procs:
+            used = getattr(p, "usedGpuMemory", None)
+            out.append((int(p.pid), None if used is None else int(used)))
+        return out
 
     def other_processes(self, own_pid: int) -> list[int]:
         """PIDs of the other compute processes on this GPU (empty if NVML cannot list them)."""
@@ -535,27 +554,47 @@ class GpuBackend:
         if got is None:
             return
         if got:
+            self._note_sample_period([ts for ts, _ in got])
             self._last_seen_us = max(ts for ts, _ in got)
         self._samples_primed = True
 
     def _read_nvml_util(self, out: dict[str, float]) -> None:
+        """The mean of the utilisation samples NVML took since the previous read, and nothing
+        when it took none: each sample covers the 1/6 s to 1 s before it, so re-reporting an
+        old one (or nvmlDeviceGetUtilizationRates, the latest sample) would charge the
+        previous window to this one. nvmlDeviceGetUtilizationRates serves only where
+        nvmlDeviceGetSamples is not supported at all."""
         if "util_pct" in self._disabled:
             return
         if self._samples_supported:
             if not self._samples_primed:
-                self._prime_samples()  # first read in this mode: rates below
-            else:
-                got = self._get_util_samples(self._last_seen_us)
+                self._prime_samples()
+                return  # the cursor is set: the next read averages what came after it
+            got = self._get_util_samples(self._last_seen_us)
+            if got is not None:
                 if got:
+                    self._note_sample_period([ts for ts, _ in got])
                     self._last_seen_us = max(ts for ts, _ in got)
                     mean = sum(v for _, v in got) / len(got)
                     if 0.0 <= mean <= 100.0:
                         out["util_pct"] = mean
-                        return
-                    self._note(f"util_pct: nvmlDeviceGetSamples gave {mean:g}, outside 0-100")
+                    else:
+                        self._note(f"util_pct: nvmlDeviceGetSamples gave {mean:g}, outside 0-100")
+                return
+            if self._samples_supported:
+                return  # a transient failure: nothing new this time
         rates = self._query("util_pct", self._nvml.nvmlDeviceGetUtilizationRates, self._handle)
         if rates is not None:
             out["util_pct"] = float(rates.gpu)
+
+    def _note_sample_period(self, timestamps_us: list[int]) -> None:
+        """NVML's utilisation sample period (driver-chosen, 1/6 s to 1 s), from the spacing
+        of consecutive samples: ``sample_period_s``."""
+        stamps = sorted(set(timestamps_us) | ({self._last_seen_us} if self._last_seen_us else set()))
+        gaps = [b - a for a, b in zip(stamps, stamps[1:]) if b > a]
+        if gaps:
+            gaps.sort()
+            self.sample_period_s = gaps[len(gaps) // 2] / 1e6
 
     # -- GPM ----------------------------------------------------------------------------
 
@@ -566,7 +605,7 @@ class GpuBackend:
         if not hasattr(n, "nvmlGpmQueryDeviceSupport"):
             return False, "this nvidia-ml-py has no GPM API; upgrade nvidia-ml-py"
         try:
-            is_mig = bool(n.nvmlDeviceIsMigDeviceHandle(self._handle))
+            is_mig = bool(_ctypes_int(n.nvmlDeviceIsMigDeviceHandle(self._handle)))
         except (AttributeError, *self._query_errors):
             is_mig = False  # older nvidia-ml-py or driver: no MIG handles to worry about
         if is_mig:
@@ -583,7 +622,66 @@ class GpuBackend:
         except self._query_errors as exc:
             self._free_gpm_buffers()
             return False, f"nvmlGpmSampleAlloc: {_error_name(exc)}"
+        reason = self._gpm_trial()
+        if reason is not None:
+            self._free_gpm_buffers()
+            return False, reason
         return True, None
+
+    def _gpm_trial(self) -> str | None:
+        """Take two GPM samples at least 100 ms apart and read the metrics from them, as every
+        later read will: support and buffers alone do not show that sampling works (in an
+        unprivileged container nvmlGpmSampleGet gives NoPermission). None when it worked
+        (the second sample is then the reference), else why not."""
+        try:
+            self._nvml.nvmlGpmSampleGet(self._handle, self._gpm_buffers[0])
+        except self._query_errors as exc:
+            return f"nvmlGpmSampleGet: {_error_name(exc)}"
+        first_t = self._clock()
+        while (waited := self._clock() - first_t) < GPM_MIN_INTERVAL_S:
+            self._sleep(GPM_MIN_INTERVAL_S - waited)
+        try:
+            self._nvml.nvmlGpmSampleGet(self._handle, self._gpm_buffers[1])
+        except self._query_errors as exc:
+            return f"nvmlGpmSampleGet (second sample): {_error_name(exc)}"
+        values, problem = self._gpm_metrics(0, 1)
+        if problem is not None:
+            return problem
+        if "util_pct" not in values:
+            return "GPM SM_UTIL gave no finite value"
+        self._gpm_ref = None  # the first read takes a fresh reference sample
+        return None
+
+    def _gpm_metrics(self, ref: int, cur: int) -> tuple[dict[str, float], str | None]:
+        """The GPM metrics between buffers ``ref`` and ``cur`` (both filled); a reason instead
+        when the call or SM_UTIL fails. Other metrics that fail are noted and left out."""
+        n = self._nvml
+        request = n.c_nvmlGpmMetricsGet_t()
+        request.version = n.NVML_GPM_METRICS_GET_VERSION
+        request.numMetrics = len(_GPM_METRICS)
+        request.sample1 = self._gpm_buffers[ref]
+        request.sample2 = self._gpm_buffers[cur]
+        for i, (_, const) in enumerate(_GPM_METRICS):
+            request.metrics[i].metricId = getattr(n, const)
+        try:
+            n.nvmlGpmMetricsGet(request)
+        except self._query_errors as exc:
+            return {}, f"nvmlGpmMetricsGet failed: {_error_name(exc)}"
+        out: dict[str, float] = {}
+        for i, (key, const) in enumerate(_GPM_METRICS):
+            metric = request.metrics[i]
+            if metric.nvmlReturn != n.NVML_SUCCESS:
+                name = _error_name(n.NVMLError(metric.nvmlReturn))
+                if key == "util_pct":
+                    return {}, f"GPM SM_UTIL returned {name}"
+                self._note(f"{key}: GPM {const[len('NVML_GPM_METRIC_'):]} {name}")
+                continue
+            value = float(metric.value)
+            if not math.isfinite(value):
+                self._note(f"{key}: GPM returned {value}")
+                continue
+            out[key] = value
+        return out, None
 
     def _free_gpm_buffers(self) -> None:
         buffers, self._gpm_buffers = self._gpm_buffers, []
@@ -619,33 +717,12 @@ class GpuBackend:
         except self._query_errors as exc:
             self._switch_to_nvml(index, f"nvmlGpmSampleGet failed: {_error_name(exc)}")
             return
-        request = n.c_nvmlGpmMetricsGet_t()
-        request.version = n.NVML_GPM_METRICS_GET_VERSION
-        request.numMetrics = len(_GPM_METRICS)
-        request.sample1 = self._gpm_buffers[self._gpm_ref]
-        request.sample2 = self._gpm_buffers[cur]
-        for i, (_, const) in enumerate(_GPM_METRICS):
-            request.metrics[i].metricId = getattr(n, const)
-        try:
-            n.nvmlGpmMetricsGet(request)
-        except self._query_errors as exc:
-            self._switch_to_nvml(index, f"nvmlGpmMetricsGet failed: {_error_name(exc)}")
+        values, problem = self._gpm_metrics(self._gpm_ref, cur)
+        if problem is not None:
+            self._switch_to_nvml(index, problem)
             return
         self._gpm_ref, self._gpm_ref_t = cur, now
-        for i, (key, const) in enumerate(_GPM_METRICS):
-            metric = request.metrics[i]
-            if metric.nvmlReturn != n.NVML_SUCCESS:
-                name = _error_name(n.NVMLError(metric.nvmlReturn))
-                if key == "util_pct":
-                    self._switch_to_nvml(index, f"GPM SM_UTIL returned {name}")
-                    return
-                self._note(f"{key}: GPM {const[len('NVML_GPM_METRIC_'):]} {name}")
-                continue
-            value = float(metric.value)
-            if not math.isfinite(value):
-                self._note(f"{key}: GPM returned {value}")
-                continue
-            out[key] = value
+        out.update(values)
 
     # -- the rest -----------------------------------------------------------------------
 
@@ -685,6 +762,11 @@ class GpuBackend:
 
 # ---------------------------------------------------------------------------------------
 # helpers
+
+
+def _ctypes_int(value: Any) -> int:
+    """pynvml returns some integers as the ctypes object it passed by reference (c_uint)."""
+    return int(getattr(value, "value", value))
 
 
 def _query_error_types(nvml: Any) -> tuple[type[BaseException], ...]:

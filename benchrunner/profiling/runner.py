@@ -24,6 +24,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from ..errors import BenchError, UserError
+from ..measure.gpu import select_cuda_device
 from ..measure.timing import synchronize
 from ..pipeline import Pipeline, load_pipeline
 from ..run.cases import Case, build_cases
@@ -91,7 +92,7 @@ def _parse_mode(text: str):
 def open_pipeline(case: Case, stage: str | None = None) -> Pipeline:
     """Load the case's pipeline on its device; check ``stage`` names one of its stages."""
     if case.device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(case.device))
+        select_cuda_device(case.device)
     pipeline = load_pipeline(case.pipeline, case.pipeline_args, device=case.device)
     if stage is not None and stage not in pipeline.stage_names():
         raise UserError(f"--stage: {stage!r} is not a stage of {pipeline.name} "

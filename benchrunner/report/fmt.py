@@ -14,6 +14,8 @@ from ..analysis.stats import min_samples_for
 UTIL_SOURCES = {
     "gpm_sm": ("SM activity", "SM 활성도"),
     "nvml_gpu": ("GPU busy (a kernel was running)", "GPU 사용 중(커널 실행)"),
+    "nvml_gpu_case": ("GPU busy, case-level (repeats shorter than NVML's sample period)",
+                      "GPU 사용 중, 케이스 단위(반복이 NVML 샘플 주기보다 짧음)"),
     "cpu": ("CPU share", "CPU 점유율"),
 }
 GIB = 2.0**30  # "GB" in suite files and budgets means GiB, as in budgets.py and tuning.py

@@ -23,6 +23,35 @@ def classify_exception(exc: BaseException) -> str:
     return ERROR
 
 
+# CUDA errors that leave the context unusable: every later CUDA call in the process fails
+# ("sticky" errors: cudaErrorIllegalAddress, cudaErrorAssert, cudaErrorLaunchFailure,
+# cudaErrorIllegalInstruction, cudaErrorMisalignedAddress, cudaErrorInvalidPc,
+# cudaErrorHardwareStackError, cudaErrorECCUncorrectable), as torch words them.
+_STICKY_CUDA_MESSAGES = (
+    "an illegal memory access was encountered", "device-side assert triggered", "unspecified launch failure",
+    "an illegal instruction was encountered", "misaligned address", "invalid program counter",
+    "hardware stack error", "uncorrectable ecc error",
+)
+
+
+def is_sticky_cuda_error(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or what it wraps) is a CUDA error after which the process's CUDA
+    context is broken, so the worker must be replaced."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc).lower()
+        if "cuda error" in text and any(message in text for message in _STICKY_CUDA_MESSAGES):
+            return True
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return False
+
+
+class WorkerMustEnd(Exception):
+    """Raised in the worker after a repeat that broke its CUDA context; str() keeps the
+    original error. The parent records the repeat and starts a fresh worker."""
+
+
 def describe_exception(exc: BaseException, limit: int = 300) -> str:
     """One line: the type and the first line of the message, bounded in length. A wrapper
     with ``stage`` and ``cause`` reads ``stage: Type: message``."""

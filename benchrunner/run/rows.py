@@ -19,7 +19,9 @@ class RepeatMeasurement:
     total_ms: float | None = None
     stage_ms: dict[str, float] | None = None
     peak_mem_bytes: int | None = None
+    peak_mem_growth_bytes: int | None = None
     peak_mem_reserved_bytes: int | None = None
+    reserved_growth_bytes: int | None = None
     device_mem_bytes: int | None = None
     baseline_mem_bytes: int | None = None
     mem_source: str = ""
@@ -57,7 +59,8 @@ def repeat_rows(case: Case, stages: list[str], m: RepeatMeasurement) -> list[dic
             for stage in stages]
     rows.append({
         **base, "stage": TOTAL_STAGE, "latency_ms": m.total_ms if ok else None,
-        "peak_mem_bytes": m.peak_mem_bytes, "peak_mem_reserved_bytes": m.peak_mem_reserved_bytes,
+        "peak_mem_bytes": m.peak_mem_bytes, "peak_mem_growth_bytes": m.peak_mem_growth_bytes,
+        "peak_mem_reserved_bytes": m.peak_mem_reserved_bytes, "reserved_growth_bytes": m.reserved_growth_bytes,
         "device_mem_bytes": m.device_mem_bytes, "baseline_mem_bytes": m.baseline_mem_bytes,
         "mem_source": m.mem_source, "util_mean_pct": m.util_mean_pct, "util_p95_pct": m.util_p95_pct,
         "util_samples": m.util_samples, "util_source": m.util_source, "io_wait_ms": m.io_wait_ms,
@@ -65,6 +68,17 @@ def repeat_rows(case: Case, stages: list[str], m: RepeatMeasurement) -> list[dic
         "quality_max_abs_err": m.quality_max_abs_err,
     })
     return rows
+
+
+UTIL_SOURCE_CASE_LEVEL = "nvml_gpu_case"  # a repeat shorter than NVML's sample period: the case's figure
+
+
+def apply_case_level_util(rows: list[dict[str, Any]], figure: dict[str, Any] | None) -> None:
+    """Fill the ``total`` rows labelled ``nvml_gpu_case`` with the case-level utilisation
+    (mean, p95, samples over all the case's measured repeats); blank when there was none."""
+    for row in rows:
+        if row.get("stage") == TOTAL_STAGE and row.get("util_source") == UTIL_SOURCE_CASE_LEVEL and figure:
+            row.update(util_mean_pct=figure["mean"], util_p95_pct=figure["p95"], util_samples=figure["samples"])
 
 
 def failure_rows(case: Case, stages: list[str], repeat: int, status: str, error: str) -> list[dict[str, Any]]:

@@ -17,12 +17,15 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..analysis.summary import summarise
-from ..analysis.warnings import gpu_run_warnings, other_process_warnings, quality_warnings, run_warnings, sampler_warnings
+from ..analysis.warnings import (device_memory_warnings, gpu_run_warnings, other_process_warnings, quality_warnings,
+                                 run_warnings, sampler_warnings)
 from ..errors import Interrupted, UserError
 from ..measure.environment import capture_environment, diff_environments, environment_warnings
+from ..measure.gpu import resolve_device as gpu_resolve_device
 from ..pipeline import check_factory_args, resolve_factory
 from ..store.locks import FileLock
-from ..store.results import RunFiles, now_iso, read_manifest, read_samples, read_timeline, repair_run
+from ..store.results import (RunFiles, now_iso, read_manifest, read_samples, read_timeline, repair_run,
+                             samples_schema_matches)
 from ..suite import Suite, validate_suite
 from .cases import Case, build_cases
 from .executors.local import LocalWorker
@@ -44,11 +47,8 @@ class RunResult:
 
 
 def resolve_device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """``auto``/``cuda`` -> ``cuda:N`` or ``cpu`` (see measure.gpu.resolve_device)."""
+    return gpu_resolve_device(requested)
 
 
 def new_run_id(suite_name: str, now: datetime | None = None) -> str:
@@ -130,6 +130,10 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
         manifest = read_manifest(run_dir)
         stored = validate_suite(manifest["suite"]["as_loaded"], Path(manifest["suite"]["path"]))
         _check_resumable(manifest, stored, suite, force)
+        if not samples_schema_matches(run_dir):
+            raise UserError(f"--resume {manifest['run_id']}: {run_dir / 'samples.csv'}: written with an older "
+                            "column schema (expected the columns of this benchrunner; resume it with the "
+                            "version that started it, or start a new run)")
         complete, repairs = repair_run(run_dir, stored.repeats)
         device = manifest["suite"]["device"]
         cases, notes = build_cases(stored, run_id=manifest["run_id"], device=device)
@@ -207,7 +211,7 @@ class _WorkerSlot:
         self.drift: list[dict] = []     # workers replaced because memory did not come back
         self.single_pass_lost: set[tuple[str, float]] = set()  # (variant, clip_s) whose single pass killed a worker
         self.sampler: dict = {"util_sources": [], "errors": [], "source_changes": [], "fallback_reason": None,
-                              "other_gpu_pids": [], "quality_problems": []}
+                              "other_gpu_pids": [], "quality_problems": [], "device_mem_notes": []}
 
     def note_diagnostics(self, diagnostics: dict) -> None:
         """Accumulate the sampler's notes over workers, each item once."""
@@ -216,15 +220,16 @@ class _WorkerSlot:
         notes = self.sampler
         if diagnostics["util_source"] not in notes["util_sources"]:
             notes["util_sources"].append(diagnostics["util_source"])
-        for key in ("errors", "source_changes", "other_gpu_pids", "quality_problems"):
-            notes[key].extend(x for x in diagnostics[key] if x not in notes[key])
+        for key in ("errors", "source_changes", "other_gpu_pids", "quality_problems", "device_mem_notes"):
+            notes.setdefault(key, []).extend(x for x in diagnostics.get(key, []) if x not in notes[key])
         notes["fallback_reason"] = notes["fallback_reason"] or diagnostics["fallback_reason"]
 
     def get(self, case: Case) -> LocalWorker:
         if self.worker is None or self.worker.config.pipeline_args != case.pipeline_args:
             self.close()
             self.worker = LocalWorker(WorkerConfig(self.suite.pipeline, case.pipeline_args, case.device,
-                                                   self.suite.sampler.enabled, self.suite.sampler.hz),
+                                                   self.suite.sampler.enabled, self.suite.sampler.hz,
+                                                   self.suite.timer),
                                       source=str(self.suite.path))
             self.workers.append({"variant": case.variant, **self.worker.info})
             self.reference_baseline = None
@@ -355,7 +360,7 @@ def _sampler_warnings(manifest: dict) -> list:
     found = sampler_warnings(notes["errors"], notes["source_changes"], sources[-1] if sources else "off",
                              notes["fallback_reason"])
     return found + other_process_warnings(notes["other_gpu_pids"]) + \
-        quality_warnings(notes.get("quality_problems", []))
+        quality_warnings(notes.get("quality_problems", [])) + device_memory_warnings(notes.get("device_mem_notes", []))
 
 
 def _finish(files: RunFiles, manifest: dict, status: str, emit: EventHandler) -> None:

@@ -4,7 +4,9 @@ Protocol over a multiprocessing Pipe (parent -> worker): ``("group", [Case, ...]
 and ``("stop",)``. Worker -> parent: ``("ready", info)`` or ``("load_error", ...)`` once,
 then per group ``("call_started", case_id, repeat)`` before every call (repeat < 0 for a
 warm-up), ``("repeat", case_id, rows)`` after each measured repeat, and ``("group_done",
-timelines, baseline_after, diagnostics)`` at the end.
+timelines, baseline_after, diagnostics, case_util)`` at the end (``case_util``: the
+case-level utilisation for rows labelled ``nvml_gpu_case``). After a sticky CUDA error the
+worker sends ``("worker_error", message)`` and ends.
 """
 
 from __future__ import annotations
@@ -20,20 +22,21 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import UserError
 from ..measure.memory import CpuMemoryTracker, CudaMemoryTracker, read_status_bytes
-from ..measure.sampler import SOURCE_CPU, CpuBackend, CpuTimeWindow, Sampler
+from ..measure.sampler import SOURCE_CPU, UTIL_METRIC, CpuBackend, CpuTimeWindow, Sampler
 from ..measure.timing import make_stage_timer, synchronize
 from ..pipeline import Pipeline, load_pipeline
 from ..store.results import now_iso
 from .cases import Case
-from .failures import classify_exception, describe_exception, free_memory
+from .failures import WorkerMustEnd, classify_exception, describe_exception, free_memory, is_sticky_cuda_error
 from .inputs import InputRef, Prefetcher
 from .modes import ChunkedMode, ChunkFailed, ModeResult, execute_mode, parse_mode
 from .quality import output_deviation
-from .rows import RepeatMeasurement, repeat_rows
+from .rows import UTIL_SOURCE_CASE_LEVEL, RepeatMeasurement, repeat_rows
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class WorkerConfig:
     device: str
     sampler_enabled: bool = True
     sampler_hz: float = 10.0
+    timer: str = "auto"
 
 
 def serve(conn, config: WorkerConfig) -> None:
@@ -62,6 +66,9 @@ def serve(conn, config: WorkerConfig) -> None:
             _, cases, next_refs = message
             try:
                 worker.run_group(cases, next_refs, conn.send)
+            except WorkerMustEnd as exc:  # a broken CUDA context: end, the parent starts a fresh worker
+                conn.send(("worker_error", str(exc)))
+                break
             except Exception as exc:  # a harness bug or a broken pipeline: the parent records it as a crash
                 conn.send(("worker_error", f"worker error: {describe_exception(exc)}"))
                 raise
@@ -82,12 +89,14 @@ def _die_with_parent() -> None:
 class Worker:
     def __init__(self, config: WorkerConfig):
         self.config = config
-        self.device = config.device
-        if self.device.startswith("cuda"):
-            torch.cuda.set_device(torch.device(self.device))
+        self.device = _select_device(config.device)
+        self.gpu = None  # the one NVML backend (measure.gpu.WorkerGpu), closed with the worker
         self.pipeline: Pipeline = load_pipeline(config.pipeline, config.pipeline_args, device=self.device)
         self.stages = self.pipeline.stage_names()
-        self.timer = make_stage_timer(self.device)
+        self.timer = make_stage_timer(self.device, config.timer)
+        if self.device.startswith("cuda"):
+            from ..measure.gpu import WorkerGpu
+            self.gpu = WorkerGpu(self.device)
         self.sampler = Sampler(self._sampler_backend(), config.sampler_hz) if config.sampler_enabled else None
         self.memory = self._memory_tracker()
         measures_cpu = self.sampler.util_source == SOURCE_CPU if self.sampler else not self.device.startswith("cuda")
@@ -96,19 +105,16 @@ class Worker:
         self.pending: list[InputRef] = []
         self.references: dict[InputRef, Any] = {}
         self.quality_problems: list[str] = []
+        self._sticky_error = False  # the last call broke the CUDA context (see failures.is_sticky_cuda_error)
         if self.sampler:
             self.sampler.start()
 
     def _sampler_backend(self):
-        if self.device.startswith("cuda"):
-            from ..measure.gpu import open_sampler_backend
-            return open_sampler_backend(self.device)
-        return CpuBackend()
+        return self.gpu.sampler_backend() if self.gpu else CpuBackend()
 
     def _memory_tracker(self):
-        if self.device.startswith("cuda"):
-            from ..measure.gpu import process_device_bytes_reader
-            return CudaMemoryTracker(self.device, process_device_bytes_reader(self.device))
+        if self.gpu:
+            return CudaMemoryTracker(self.device, self.gpu.process_bytes)
         peak = (lambda: self.sampler.peak(self._repeat_start_ms, self.sampler.now_ms(), "rss_bytes")) \
             if self.sampler else None
         return CpuMemoryTracker(sampled_peak=peak)
@@ -117,13 +123,16 @@ class Worker:
         return {
             "pid": os.getpid(), "stages": self.stages, "pipeline_name": self.pipeline.name,
             "timer_source": self.timer.source, "util_source": self.sampler.util_source if self.sampler else "off",
-            "baseline_mem_bytes": self.memory.baseline_bytes(),
+            "baseline_mem_bytes": self.memory.baseline_bytes(), "device": self.device,
+            "device_index": self.gpu.index if self.gpu else None, "device_uuid": self.gpu.uuid if self.gpu else None,
         }
 
     def close(self) -> None:
         self.prefetcher.close()
         if self.sampler:
             self.sampler.stop()
+        if self.gpu:
+            self.gpu.close()  # after the sampler: it reads the same backend
 
     # -- a group of cases ---------------------------------------------------------------
 
@@ -144,17 +153,24 @@ class Worker:
                 repeat = index - case.warmup
                 send(("call_started", case.case_id, repeat))
                 measurement, window = self._run_repeat(case, ChunkedMode(**asdict(case.chunk)), repeat)
+                self._end_if_device_broken(measurement)
                 windows[case.case_id].append((repeat if repeat >= 0 else None, *window))
                 if repeat >= 0:
                     send(("repeat", case.case_id, repeat_rows(case, self.stages, measurement)))
-        send(("group_done", self._timelines(cases, start_ms, windows), self._baseline_after(),
-              self.diagnostics()))
+        timelines = self._timelines(cases, start_ms, windows)
+        send(("group_done", timelines, self._baseline_after(), self.diagnostics(), case_level_util(timelines)))
+
+    def _end_if_device_broken(self, m: RepeatMeasurement) -> None:
+        """After a sticky CUDA error every later case would fail in this process: stop here
+        (the repeat is recorded by the parent as the worker's loss, with this message)."""
+        if self._sticky_error:
+            raise WorkerMustEnd(f"CUDA error left the device unusable; worker replaced: {m.error}")
 
     def diagnostics(self) -> dict[str, Any]:
         """What the sampler's backend had to say so far: failed queries, source changes, why it
         fell back to the CPU, and other processes seen on the GPU."""
         backend = self.sampler.backend if self.sampler else None
-        others = backend.other_processes(os.getpid()) if hasattr(backend, "other_processes") else []
+        others = self.gpu.other_processes() if self.gpu else []
         return {
             "util_source": self.sampler.util_source if self.sampler else "off",
             "errors": list(getattr(backend, "errors", [])) + (self.sampler.errors if self.sampler else []),
@@ -162,14 +178,16 @@ class Worker:
             "fallback_reason": getattr(backend, "fallback_reason", None),
             "other_gpu_pids": others,
             "quality_problems": list(self.quality_problems),
+            "device_mem_notes": list(self.gpu.device_mem_notes) if self.gpu else [],
         }
 
     def _baseline_after(self) -> int:
-        """Memory held after the case, less the kept single-pass references: what must come
-        back to the first case's level, or the worker is replaced."""
+        """Memory held after the case, less the kept single-pass references where they live in
+        the memory measured (host RSS on the CPU; on CUDA they are host copies, not in the
+        allocator's figure): what must come back to the first case's level, or the worker is
+        replaced."""
         free_memory()
-        cached = sum(t.nbytes for ref in self.references.values() if isinstance(ref, dict) for t in ref.values())
-        return self.memory.baseline_bytes() - cached
+        return self.memory.baseline_bytes() - resident_reference_bytes(self.references, self.device)
 
     def _schedule(self, refs: list[InputRef]) -> None:
         """Queue this case's inputs (unless already queued as the previous case's look-ahead)
@@ -200,6 +218,9 @@ class Worker:
             m.status, m.error = "error", f"input {ref.label}: {describe_exception(clip)}"
             return m, (0.0, 0.0)
         result, failure, window = self._timed_call(case, chunked, clip)
+        if failure is not None and self._sticky_error:
+            m.status, m.error = failure  # nothing more can be asked of this CUDA context
+            return m, window
         if failure is not None:
             free_memory()  # after the except block: nothing of the failed call is still referenced
             m.status, m.error = failure
@@ -220,6 +241,7 @@ class Worker:
             self.cpu_window.start()
         started = time.perf_counter_ns()
         result, failure = None, None
+        self._sticky_error = False
         try:
             with torch.inference_mode():
                 result = execute_mode(case.mode, self.pipeline, clip, self.pipeline.duration_s(clip, case.clip_s),
@@ -227,29 +249,43 @@ class Worker:
                 synchronize(self.device)
         except ChunkFailed as exc:
             failure = (exc.kind, f"{case.mode.label}: {exc}")
+            self._sticky_error = is_sticky_cuda_error(exc)
         except Exception as exc:  # a failing repeat is data, recorded with its kind
             failure = (classify_exception(exc), describe_exception(exc))
+            self._sticky_error = is_sticky_cuda_error(exc)
         self._total_ms = (time.perf_counter_ns() - started) / 1e6
         self._cpu_util_pct = self.cpu_window.stop() if self.cpu_window else None
         end_ms = self.sampler.now_ms() if self.sampler else 0.0
         try:
             self._stage_ms = self.timer.end_repeat()
-        except Exception as exc:  # e.g. a CUDA error surfacing at synchronize
+        except Exception as exc:  # e.g. a CUDA error surfacing at synchronize; the first error is kept
             failure = failure or (classify_exception(exc), describe_exception(exc))
+            self._sticky_error = self._sticky_error or is_sticky_cuda_error(exc)
         return result, failure, (start_ms, end_ms)
 
     def _fill_memory_and_util(self, m: RepeatMeasurement, window: tuple[float, float]) -> None:
         reading = self.memory.end()
         m.peak_mem_bytes, m.peak_mem_reserved_bytes = reading.peak_bytes, reading.reserved_bytes
+        m.peak_mem_growth_bytes, m.reserved_growth_bytes = reading.growth_bytes, reading.reserved_growth_bytes
         m.device_mem_bytes, m.baseline_mem_bytes, m.mem_source = reading.device_bytes, reading.baseline_bytes, \
             reading.source
         if self.sampler:
             summary = self.sampler.summarise(*window)
             m.util_mean_pct, m.util_p95_pct, m.util_samples = summary.mean, summary.p95, summary.samples
             m.util_source = self.sampler.util_source
+            if self._shorter_than_nvml_samples(window):
+                m.util_mean_pct = m.util_p95_pct = m.util_samples = None  # filled with the case's figure
+                m.util_source = UTIL_SOURCE_CASE_LEVEL
         if self._cpu_util_pct is not None:
             m.util_mean_pct = self._cpu_util_pct  # exact over the repeat; p95 stays the sampler's
             m.util_source = SOURCE_CPU
+
+    def _shorter_than_nvml_samples(self, window: tuple[float, float]) -> bool:
+        """nvml_gpu: each NVML sample covers 1/6 s to 1 s, so a repeat shorter than that has no
+        figure of its own (a reading in its window is mostly its neighbours' time)."""
+        period_s = getattr(self.sampler.backend, "sample_period_s", None)
+        return self.sampler.util_source == "nvml_gpu" and period_s is not None and \
+            (window[1] - window[0]) / 1000.0 < period_s
 
     def _fill_quality(self, m: RepeatMeasurement, case: Case, ref: InputRef, clip: dict, result: ModeResult) -> None:
         """Single-pass outputs are kept as references; a chunked output is compared with the
@@ -303,6 +339,33 @@ class Worker:
         return timelines
 
 
+def case_level_util(timelines: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
+    """Per case, the utilisation readings taken during its measured repeats: mean, p95 and
+    count (the figure for repeats too short to have their own)."""
+    out = {}
+    for case_id, readings in timelines.items():
+        values = [r["value"] for r in readings if r["metric"] == UTIL_METRIC and r["repeat"] is not None]
+        if values:
+            out[case_id] = {"mean": float(np.mean(values)), "p95": float(np.quantile(values, 0.95)),
+                            "samples": len(values)}
+    return out
+
+
+def resident_reference_bytes(references: dict, device: str) -> int:
+    """Bytes of the kept reference outputs that live on ``device``'s memory (cpu or cuda)."""
+    kind = torch.device(device).type
+    return sum(t.nbytes for ref in references.values() if isinstance(ref, dict)
+               for t in ref.values() if t.device.type == kind)
+
+
+def _select_device(device: str) -> str:
+    """``cuda``/``cuda:N`` made this process's current device, always as ``cuda:N``."""
+    if not device.startswith("cuda"):
+        return device
+    from ..measure.gpu import select_cuda_device
+    return select_cuda_device(device)
+
+
 def call_order(cases: list[Case]) -> list[tuple[int, int]]:
     """(case index, call index) in run order: all warm-ups, then rounds of one measured
     repeat per case, rotated by one case per round."""
@@ -326,9 +389,14 @@ def _to_cpu(output: dict) -> dict:
 
 
 class memory_limit:
-    """A per-case memory limit. CPU: the soft RLIMIT_AS set to the worker's current address
-    space plus the limit (so the limit is what the case may add); CUDA: torch's per-process
-    memory fraction. Exceeding it makes allocations fail, which is recorded as ``oom``."""
+    """A per-case memory limit: what the case may add to what the worker holds when the case
+    starts, on both devices. Exceeding it makes allocations fail, recorded as ``oom``.
+
+    CPU: the soft RLIMIT_AS set to the worker's current address space plus the limit.
+    CUDA: torch's per-process memory fraction caps the caching allocator's reserved total
+    (CUDA context excluded) at fraction x total memory; the cache is emptied first, then the
+    fraction is (reserved now + limit) / total, so the cap sits ``limit`` above what the
+    worker still holds (weights, kept tensors)."""
 
     def __init__(self, limit_bytes: int | None, device: str):
         self.limit_bytes, self.device = limit_bytes, device
@@ -338,8 +406,8 @@ class memory_limit:
         if self.limit_bytes is None:
             return self
         if self.device.startswith("cuda"):
-            total = torch.cuda.get_device_properties(torch.device(self.device)).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, self.limit_bytes / total), torch.device(self.device))
+            torch.cuda.set_per_process_memory_fraction(cuda_memory_fraction(self.limit_bytes, self.device),
+                                                       _cuda_index(self.device))
         else:
             self._previous = resource.getrlimit(resource.RLIMIT_AS)
             address_space = read_status_bytes("VmSize")["VmSize"]
@@ -350,7 +418,22 @@ class memory_limit:
         if self.limit_bytes is None:
             return False
         if self.device.startswith("cuda"):
-            torch.cuda.set_per_process_memory_fraction(1.0, torch.device(self.device))
+            torch.cuda.set_per_process_memory_fraction(1.0, _cuda_index(self.device))
         else:
             resource.setrlimit(resource.RLIMIT_AS, self._previous)
         return False
+
+
+def cuda_memory_fraction(limit_bytes: int, device: str) -> float:
+    """The fraction that lets the caching allocator reserve ``limit_bytes`` more than it holds
+    after emptying its cache (at most 1.0)."""
+    index = _cuda_index(device)
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(index).total_memory
+    reserved = torch.cuda.memory_reserved(index)
+    return float(min(1.0, (reserved + limit_bytes) / total))
+
+
+def _cuda_index(device: str) -> int:
+    from ..measure.gpu import cuda_index
+    return cuda_index(device)

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: peak_mem_bytes absolute on both devices; growth columns added
 TOTAL_STAGE = "total"
 # the values of the status column (benchrunner.run.failures classifies exceptions into them)
 OK, OOM, ERROR, TIMEOUT, CRASH = "ok", "oom", "error", "timeout", "crash"
@@ -29,15 +29,16 @@ FAILURE_KINDS = (OOM, ERROR, TIMEOUT, CRASH)
 
 SAMPLE_COLUMNS = [
     "schema_version", "run_id", "case_id", "suite", "pipeline", "variant", "mode", "threshold_s", "clip_s",
-    "executed_as", "repeat", "stage", "status", "error", "latency_ms", "peak_mem_bytes",
-    "peak_mem_reserved_bytes", "device_mem_bytes", "baseline_mem_bytes", "mem_source", "util_mean_pct",
+    "executed_as", "repeat", "stage", "status", "error", "latency_ms", "peak_mem_bytes", "peak_mem_growth_bytes",
+    "peak_mem_reserved_bytes", "reserved_growth_bytes", "device_mem_bytes", "baseline_mem_bytes", "mem_source", "util_mean_pct",
     "util_p95_pct", "util_samples", "util_source", "io_wait_ms", "chunks", "retries", "quality_snr_db",
     "quality_max_abs_err", "input", "device", "timer_source", "started_at",
 ]
 SAMPLE_DTYPES = {
     "schema_version": "Int64", "repeat": "Int64", "chunks": "Int64", "retries": "Int64", "util_samples": "Int64",
     "threshold_s": "float64", "clip_s": "float64", "latency_ms": "float64", "peak_mem_bytes": "float64",
-    "peak_mem_reserved_bytes": "float64", "device_mem_bytes": "float64", "baseline_mem_bytes": "float64",
+    "peak_mem_reserved_bytes": "float64", "device_mem_bytes": "float64", "peak_mem_growth_bytes": "float64",
+    "reserved_growth_bytes": "float64", "baseline_mem_bytes": "float64",
     "util_mean_pct": "float64", "util_p95_pct": "float64", "io_wait_ms": "float64", "quality_snr_db": "float64",
     "quality_max_abs_err": "float64",
 }
@@ -169,7 +170,43 @@ def read_samples(run_dir: Path) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=SAMPLE_DTYPES.get(c, "object")) for c in SAMPLE_COLUMNS})
     frame = pd.read_csv(path, dtype={c: t for c, t in SAMPLE_DTYPES.items()}, keep_default_na=False,
                         na_values={c: [""] for c in SAMPLE_DTYPES})
-    return frame
+    return upgrade_samples(frame)
+
+
+_CPU_MEM_SOURCES = ("rss_hwm", "rss_sampled")
+
+
+def upgrade_samples(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of an older schema in today's meaning, exactly: schema 1 had no growth columns,
+    and on the CPU its ``peak_mem_bytes`` was the growth over ``baseline_mem_bytes`` (the
+    RSS before the repeat), so the absolute peak is their sum. Columns added since come
+    back blank where they were not measured."""
+    frame = frame.copy()
+    for column in SAMPLE_COLUMNS:
+        if column not in frame:
+            dtype = SAMPLE_DTYPES.get(column, "object")
+            frame[column] = pd.Series(float("nan") if dtype == "float64" else pd.NA, index=frame.index, dtype=dtype)
+    if frame.empty:
+        return frame[SAMPLE_COLUMNS + [c for c in frame.columns if c not in SAMPLE_COLUMNS]]
+    v1 = frame["schema_version"].fillna(1).astype("int64") < 2
+    if v1.any():
+        peak, base = frame["peak_mem_bytes"], frame["baseline_mem_bytes"]
+        cpu = v1 & frame["mem_source"].isin(_CPU_MEM_SOURCES)
+        cuda = v1 & ~frame["mem_source"].isin(_CPU_MEM_SOURCES)
+        frame.loc[cpu, "peak_mem_growth_bytes"] = peak[cpu]
+        frame.loc[cpu, "peak_mem_bytes"] = peak[cpu] + base[cpu]
+        frame.loc[cuda, "peak_mem_growth_bytes"] = peak[cuda] - base[cuda]
+    return frame[SAMPLE_COLUMNS + [c for c in frame.columns if c not in SAMPLE_COLUMNS]]
+
+
+def samples_schema_matches(run_dir: Path) -> bool:
+    """True when samples.csv (if any) has today's columns, so rows can be appended to it."""
+    path = Path(run_dir) / "samples.csv"
+    if not path.exists() or path.stat().st_size == 0:
+        return True
+    with open(path, encoding="utf-8", newline="") as f:
+        header = next(csv.reader(f), [])
+    return header == SAMPLE_COLUMNS
 
 
 def read_timeline(run_dir: Path) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from ...errors import UserError
 from ...store.results import CRASH, TIMEOUT
 from ..cases import Case
 from ..inputs import InputRef
-from ..rows import failure_rows
+from ..rows import apply_case_level_util, failure_rows
 from ..worker import WorkerConfig, serve
 
 READY_TIMEOUT_S = 300.0
@@ -121,6 +121,8 @@ class LocalWorker:
                 for case_id, timeline in message[1].items():
                     group.cases[case_id].timeline = timeline
                 group.baseline_after, group.diagnostics = message[2], message[3]
+                for case_id, figure in (message[4] if len(message) > 4 else {}).items():
+                    apply_case_level_util(group.cases[case_id].rows, figure)
                 return group
 
     def _receive(self, timeout_s: float):
