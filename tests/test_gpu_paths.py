@@ -311,3 +311,108 @@ def test_bad_timer_is_one_line_exit_2(bench, write_suite):
     result = bench("run", str(suite))
     assert result.returncode == 2
     assert "timer" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- on a GPU (skipped without CUDA): the same paths against the real driver ------------------
+
+QUICK_SUITE = "suites/quick.toml"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("device", ["auto", "cuda"])
+def test_gpu_a_run_with_auto_or_bare_cuda_starts_and_records_index_and_uuid(bench, tmp_path, device):
+    from benchrunner.results import read_manifest, read_samples
+    from conftest import REPO
+
+    result = bench("run", str(REPO / QUICK_SUITE), "--device", device, "--lengths", "5", "--repeats", "3",
+                   "--out", "results", "--run-id", "g")
+    assert result.returncode == 0, result.stderr
+    totals = read_samples(tmp_path / "results" / "g").query("stage == 'total'")
+    assert (totals["status"] == "ok").all(), totals["error"].tolist()
+    assert totals["device"].str.fullmatch(r"cuda:\d+").all()
+    assert (totals["peak_mem_bytes"] == totals["baseline_mem_bytes"] + totals["peak_mem_growth_bytes"]).all()
+    assert totals["reserved_growth_bytes"].notna().all()
+    worker = read_manifest(tmp_path / "results" / "g")["workers"][0]
+    assert worker["device"].startswith("cuda:") and worker["device_uuid"]
+
+
+@pytest.mark.gpu
+def test_gpu_bench_profile_on_a_bare_cuda_device(bench, tmp_path):
+    from conftest import REPO
+
+    result = bench("profile", str(REPO / QUICK_SUITE), "--set", "device=cuda", "--mode", "single", "--length", "5",
+                   "--repeats", "1", "--out", "prof")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.gpu
+def test_gpu_a_device_side_assert_replaces_the_worker(bench, write_suite, tmp_path):
+    from benchrunner.results import read_samples
+
+    suite = write_suite("""
+        name = "assert"
+        pipeline = "testing_pipelines:build"
+        pipeline_args = { device_assert_clip_s = 2 }
+        device = "cuda"
+        clip_lengths_s = [1, 2, 3]
+        modes = ["single"]
+        repeats = 2
+        warmup = 0
+    """)
+    result = bench("run", str(suite), "--out", "results", "--run-id", "a")
+    assert result.returncode == 0, result.stderr
+    totals = read_samples(tmp_path / "results" / "a").query("stage == 'total'")
+    status = totals.groupby("case_id")["status"].agg(lambda s: ",".join(sorted(set(s))))
+    assert status["default/single/2s"] == "crash" and status["default/single/3s"] == "ok"
+    assert totals.query("case_id == 'default/single/2s'")["error"].str.contains("device-side assert").all()
+
+
+@pytest.mark.gpu
+def test_gpu_selfcheck_command_passes(bench):
+    result = bench("selfcheck", "--device", "cuda", "--quick", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.gpu
+def test_gpu_memory_limit_is_what_the_case_may_add():
+    from benchrunner.worker import memory_limit
+
+    held = torch.empty(1 * GIB, dtype=torch.uint8, device="cuda:0")  # what the worker holds
+    with memory_limit(512 << 20, "cuda:0"):
+        fits = torch.empty(256 << 20, dtype=torch.uint8, device="cuda:0")
+        del fits
+        with pytest.raises(torch.cuda.OutOfMemoryError):
+            torch.empty(1 * GIB, dtype=torch.uint8, device="cuda:0")
+    del held
+
+
+@pytest.mark.gpu
+def test_gpu_sync_timer_counts_side_stream_work_the_event_timer_misses():
+    side = torch.cuda.Stream()
+    cycles = 50_000_000  # torch.cuda._sleep spins on the GPU
+
+    def run(timer) -> float:
+        timer.begin_repeat()
+        with timer.measure("s", "s"):
+            with torch.cuda.stream(side):
+                torch.cuda._sleep(cycles)
+        return timer.end_repeat()["s"]
+
+    event_ms = run(timing.make_stage_timer("cuda:0"))
+    sync_ms = run(timing.make_stage_timer("cuda:0", "sync"))
+    torch.cuda.synchronize()
+    assert sync_ms > 5 * event_ms
+
+
+@pytest.mark.gpu
+def test_gpu_reading_absolute_and_growth_and_reserved_growth():
+    tracker = CudaMemoryTracker("cuda:0")
+    cached = torch.empty(256 << 20, dtype=torch.uint8, device="cuda:0")
+    del cached  # stays reserved in the cache: not the next repeat's growth
+    tracker.begin()
+    block = torch.empty(64 << 20, dtype=torch.uint8, device="cuda:0")
+    reading = tracker.end()
+    del block
+    assert reading.peak_bytes == reading.baseline_bytes + reading.growth_bytes
+    assert reading.growth_bytes == 64 << 20
+    assert reading.reserved_growth_bytes == 0  # served from the cache the earlier allocation left

@@ -29,15 +29,20 @@ def _clip(clip_s: float, seed: int) -> dict:
 
 def _smooth(value: dict) -> dict:
     """A stage whose output depends on neighbours, so chunk seams would show."""
-    kernel = torch.ones(1, 1, 9) / 9
+    kernel = torch.ones(1, 1, 9, device=value["audio"].device) / 9
     return {"audio": torch.nn.functional.conv1d(value["audio"].unsqueeze(1), kernel, padding=4).squeeze(1)}
 
 
 def build(fail_chunk: int | None = None, permanent: bool = False, fail_clip_s: float | None = None,
           abort_clip_s: float | None = None, hang_clip_s: float | None = None, busy_ms: float = 0.0,
-          trim_last: bool = False, cuda_error_clip_s: float | None = None) -> Pipeline:
+          trim_last: bool = False, cuda_error_clip_s: float | None = None,
+          device_assert_clip_s: float | None = None) -> Pipeline:
     def flaky(value: dict) -> dict:
         seconds = value["audio"].shape[-1] / RATE
+        if device_assert_clip_s is not None and abs(seconds - device_assert_clip_s) < 1e-6:
+            # a real device-side assert (GPU only): an index out of bounds inside a CUDA kernel
+            torch.zeros(3, device="cuda")[torch.tensor([5], device="cuda")]
+            torch.cuda.synchronize()
         if cuda_error_clip_s is not None and (_CONTEXT["broken"] or abs(seconds - cuda_error_clip_s) < 1e-6):
             _CONTEXT["broken"] = True  # sticky, as a real CUDA context is: every later call fails
             raise torch.AcceleratorError(ILLEGAL_ADDRESS)

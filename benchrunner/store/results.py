@@ -30,8 +30,8 @@ FAILURE_KINDS = (OOM, ERROR, TIMEOUT, CRASH)
 SAMPLE_COLUMNS = [
     "schema_version", "run_id", "case_id", "suite", "pipeline", "variant", "mode", "threshold_s", "clip_s",
     "executed_as", "repeat", "stage", "status", "error", "latency_ms", "peak_mem_bytes", "peak_mem_growth_bytes",
-    "peak_mem_reserved_bytes", "reserved_growth_bytes", "device_mem_bytes", "baseline_mem_bytes", "mem_source", "util_mean_pct",
-    "util_p95_pct", "util_samples", "util_source", "io_wait_ms", "chunks", "retries", "quality_snr_db",
+    "peak_mem_reserved_bytes", "reserved_growth_bytes", "device_mem_bytes", "baseline_mem_bytes", "mem_source",
+    "util_mean_pct", "util_p95_pct", "util_samples", "util_source", "io_wait_ms", "chunks", "retries", "quality_snr_db",
     "quality_max_abs_err", "input", "device", "timer_source", "started_at",
 ]
 SAMPLE_DTYPES = {
@@ -188,7 +188,8 @@ def upgrade_samples(frame: pd.DataFrame) -> pd.DataFrame:
             frame[column] = pd.Series(float("nan") if dtype == "float64" else pd.NA, index=frame.index, dtype=dtype)
     if frame.empty:
         return frame[SAMPLE_COLUMNS + [c for c in frame.columns if c not in SAMPLE_COLUMNS]]
-    v1 = frame["schema_version"].fillna(1).astype("int64") < 2
+    version = pd.to_numeric(frame["schema_version"], errors="coerce")
+    v1 = (version < 2).fillna(False).astype(bool)  # every schema-1 file wrote its version on each row
     if v1.any():
         peak, base = frame["peak_mem_bytes"], frame["baseline_mem_bytes"]
         cpu = v1 & frame["mem_source"].isin(_CPU_MEM_SOURCES)
