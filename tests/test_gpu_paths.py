@@ -416,3 +416,35 @@ def test_gpu_reading_absolute_and_growth_and_reserved_growth():
     assert reading.peak_bytes == reading.baseline_bytes + reading.growth_bytes
     assert reading.growth_bytes == 64 << 20
     assert reading.reserved_growth_bytes == 0  # served from the cache the earlier allocation left
+
+
+def test_the_memory_self_check_holds_the_absolute_peak(monkeypatch):
+    """A tracker that reported the growth where the absolute peak belongs (the CPU's old
+    peak_mem_bytes) fails the check: it checks the figure budgets use."""
+    from benchrunner.measure.memory import MemoryReading
+    from benchrunner.selfcheck import check_memory_accuracy
+
+    real_end = CpuMemoryTracker.end
+
+    def growth_as_peak(self):
+        r = real_end(self)
+        return MemoryReading(r.growth_bytes, None, None, r.baseline_bytes, r.source, growth_bytes=r.growth_bytes)
+
+    assert check_memory_accuracy(repeats=2, n_bytes=32 << 20).passed
+    monkeypatch.setattr(CpuMemoryTracker, "end", growth_as_peak)
+    assert check_memory_accuracy(repeats=2, n_bytes=32 << 20).passed is False
+
+
+def test_worker_close_closes_its_nvml_backend():
+    from fake_nvml import FakeDevice, FakeNvml
+
+    from benchrunner.measure.gpu import WorkerGpu
+
+    fake = FakeNvml([FakeDevice()])
+    worker = Worker.__new__(Worker)
+    worker.prefetcher = type("P", (), {"close": lambda self: None})()
+    worker.sampler = None
+    worker.gpu = WorkerGpu("cuda:0", nvml=fake, identity=lambda d: (0, None), clock=fake.clock,
+                           sleep=fake.clock.sleep)
+    worker.close()
+    assert fake.init_count == 0 and fake.live_gpm_samples == 0
