@@ -448,3 +448,29 @@ def test_worker_close_closes_its_nvml_backend():
                            sleep=fake.clock.sleep)
     worker.close()
     assert fake.init_count == 0 and fake.live_gpm_samples == 0
+
+
+def test_a_short_nvml_gpu_repeat_is_labelled_and_left_for_the_case_figure():
+    from benchrunner.measure.memory import MemoryReading
+    from benchrunner.measure.sampler import Sampler
+    from benchrunner.rows import RepeatMeasurement
+
+    class NvmlGpu:  # what GpuBackend offers the worker: a source and NVML's sample spacing
+        util_source, sample_period_s = "nvml_gpu", 0.5
+
+        def read(self):
+            return {"util_pct": 80.0}
+
+    worker = Worker.__new__(Worker)
+    worker.sampler = Sampler(NvmlGpu(), hz=10)
+    worker.memory = type("T", (), {"end": lambda self: MemoryReading(1, 1, None, 0, "cuda_allocator", 1, 0)})()
+    worker._cpu_util_pct = None
+    for _ in range(3):
+        worker.sampler.sample_once()
+        time.sleep(0.05)
+    now = worker.sampler.now_ms()
+    short, long = RepeatMeasurement(repeat=0), RepeatMeasurement(repeat=1)
+    worker._fill_memory_and_util(short, (now - 100.0, now))       # 0.1 s < 0.5 s
+    worker._fill_memory_and_util(long, (now - 1000.0, now - 100))  # 0.9 s
+    assert short.util_source == UTIL_SOURCE_CASE_LEVEL and short.util_mean_pct is None
+    assert long.util_source == "nvml_gpu" and long.util_mean_pct == 80.0
