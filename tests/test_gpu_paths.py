@@ -16,10 +16,10 @@ import torch
 from benchrunner.measure import timing
 from benchrunner.measure.gpu import cuda_index, resolve_device, select_cuda_device
 from benchrunner.measure.memory import CpuMemoryTracker, CudaMemoryTracker
-from benchrunner.results import SAMPLE_COLUMNS, upgrade_samples
-from benchrunner.rows import UTIL_SOURCE_CASE_LEVEL, apply_case_level_util
+from benchrunner.store.results import SAMPLE_COLUMNS, upgrade_samples
+from benchrunner.run.rows import UTIL_SOURCE_CASE_LEVEL, apply_case_level_util
 from benchrunner.suite import TIMERS, load_suite
-from benchrunner.worker import Worker, WorkerConfig, case_level_util, cuda_memory_fraction, resident_reference_bytes
+from benchrunner.run.worker import Worker, WorkerConfig, case_level_util, cuda_memory_fraction, resident_reference_bytes
 
 GIB = 1 << 30
 
@@ -73,7 +73,7 @@ def test_auto_without_cuda_is_cpu():
 
 
 def test_the_runner_and_bench_profile_resolve_the_same_way(cuda_driver):
-    from benchrunner.runner import resolve_device as runner_resolve
+    from benchrunner.run.runner import resolve_device as runner_resolve
 
     assert runner_resolve("auto") == runner_resolve("cuda") == "cuda:1"
 
@@ -88,7 +88,7 @@ def test_the_worker_starts_on_a_bare_cuda_device(cuda_driver, monkeypatch):
     def load_pipeline(spec, args, device):
         raise Loaded(device)
 
-    monkeypatch.setattr("benchrunner.worker.load_pipeline", load_pipeline)
+    monkeypatch.setattr("benchrunner.run.worker.load_pipeline", load_pipeline)
     with pytest.raises(Loaded, match="^cuda:1$"):
         Worker(WorkerConfig("testing_pipelines:build", {}, "cuda"))
     assert calls["setDevice"] == [1]
@@ -114,7 +114,7 @@ def test_the_workers_baseline_after_a_cuda_group_is_the_allocators(monkeypatch):
     worker.device = "cuda:0"
     worker.references = {"clip": {"audio": torch.zeros(1 << 20)}}
     worker.memory = type("Tracker", (), {"baseline_bytes": lambda self: 5 * GIB})()
-    monkeypatch.setattr("benchrunner.worker.free_memory", lambda: None)
+    monkeypatch.setattr("benchrunner.run.worker.free_memory", lambda: None)
     assert worker._baseline_after() == 5 * GIB
 
 
@@ -129,7 +129,7 @@ def test_cuda_memory_limit_is_reserved_after_emptying_plus_the_limit(cuda_driver
 
 
 def test_memory_limit_goes_through_torchs_real_set_per_process_memory_fraction(cuda_driver):
-    from benchrunner.worker import memory_limit
+    from benchrunner.run.worker import memory_limit
 
     calls, _ = cuda_driver
     with memory_limit(8 * GIB, "cuda:1"):
@@ -176,7 +176,7 @@ def test_schema_1_rows_are_read_in_todays_meaning():
 
 
 def test_a_run_on_the_cpu_reports_both_figures(bench, write_suite, tmp_path):
-    from benchrunner.results import read_samples, read_summary
+    from benchrunner.store.results import read_samples, read_summary
 
     suite = write_suite("""
         name = "mem"
@@ -223,7 +223,7 @@ def test_a_repeat_shorter_than_nvmls_sample_period_has_no_figure_of_its_own():
 # -- item 9: a sticky CUDA error ends the worker; its message is kept -------------------------
 
 def test_a_sticky_cuda_error_replaces_the_worker_and_later_cases_run(bench, write_suite, tmp_path):
-    from benchrunner.results import read_manifest, read_samples
+    from benchrunner.store.results import read_manifest, read_samples
 
     suite = write_suite("""
         name = "sticky"
@@ -274,7 +274,7 @@ def test_the_event_timer_does_not_hide_the_stages_own_error(monkeypatch):
 
 
 def test_sticky_errors_are_told_from_others():
-    from benchrunner.failures import is_sticky_cuda_error
+    from benchrunner.run.failures import is_sticky_cuda_error
 
     assert is_sticky_cuda_error(torch.AcceleratorError("CUDA error: device-side assert triggered"))
     wrapped = RuntimeError("acoustic: failed")
@@ -321,7 +321,7 @@ QUICK_SUITE = "suites/quick.toml"
 @pytest.mark.gpu
 @pytest.mark.parametrize("device", ["auto", "cuda"])
 def test_gpu_a_run_with_auto_or_bare_cuda_starts_and_records_index_and_uuid(bench, tmp_path, device):
-    from benchrunner.results import read_manifest, read_samples
+    from benchrunner.store.results import read_manifest, read_samples
     from conftest import REPO
 
     result = bench("run", str(REPO / QUICK_SUITE), "--device", device, "--lengths", "5", "--repeats", "3",
@@ -347,7 +347,7 @@ def test_gpu_bench_profile_on_a_bare_cuda_device(bench, tmp_path):
 
 @pytest.mark.gpu
 def test_gpu_a_device_side_assert_replaces_the_worker(bench, write_suite, tmp_path):
-    from benchrunner.results import read_samples
+    from benchrunner.store.results import read_samples
 
     suite = write_suite("""
         name = "assert"
@@ -375,7 +375,7 @@ def test_gpu_selfcheck_command_passes(bench):
 
 @pytest.mark.gpu
 def test_gpu_memory_limit_is_what_the_case_may_add():
-    from benchrunner.worker import memory_limit
+    from benchrunner.run.worker import memory_limit
 
     held = torch.empty(1 * GIB, dtype=torch.uint8, device="cuda:0")  # what the worker holds
     with memory_limit(512 << 20, "cuda:0"):
@@ -422,7 +422,7 @@ def test_the_memory_self_check_holds_the_absolute_peak(monkeypatch):
     """A tracker that reported the growth where the absolute peak belongs (the CPU's old
     peak_mem_bytes) fails the check: it checks the figure budgets use."""
     from benchrunner.measure.memory import MemoryReading
-    from benchrunner.selfcheck import check_memory_accuracy
+    from benchrunner.run.selfcheck import check_memory_accuracy
 
     real_end = CpuMemoryTracker.end
 
@@ -453,7 +453,7 @@ def test_worker_close_closes_its_nvml_backend():
 def test_a_short_nvml_gpu_repeat_is_labelled_and_left_for_the_case_figure():
     from benchrunner.measure.memory import MemoryReading
     from benchrunner.measure.sampler import Sampler
-    from benchrunner.rows import RepeatMeasurement
+    from benchrunner.run.rows import RepeatMeasurement
 
     class NvmlGpu:  # what GpuBackend offers the worker: a source and NVML's sample spacing
         util_source, sample_period_s = "nvml_gpu", 0.5

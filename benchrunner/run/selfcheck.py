@@ -124,7 +124,7 @@ def run_selfcheck(*, quick: bool = False, device: str = "cpu") -> list[CheckResu
     effort = QUICK if quick else FULL
     cuda = device.startswith("cuda")
     if cuda and cuda_available():
-        from .measure.gpu import resolve_device
+        from ..measure.gpu import resolve_device
         device = resolve_device(device)  # cuda -> cuda:N, as a run does
     checks: list[tuple[str, Callable[[], CheckResult]]] = []
     for d_ms in BUSY_WAIT_MS:
