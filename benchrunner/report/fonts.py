@@ -1,9 +1,11 @@
-"""Fonts that render Korean: an embedded TrueType font when one is installed, else
-reportlab's CID font (not embedded: the reader's PDF viewer needs a Korean font pack).
+"""Fonts that render Korean: an embedded TrueType font, shipped with the package, so the PDF
+carries its Korean glyphs on any machine without a system font package.
 
-Search order for the TrueType font: the BENCH_REPORT_FONT environment variable (a .ttf
-path; BENCH_REPORT_FONT_BOLD for its bold face), then Debian's fonts-nanum (NanumGothic).
-BENCH_REPORT_FONT=cid skips the search and uses the CID font (smaller files, not embedded).
+Search order: the BENCH_REPORT_FONT environment variable (a .ttf path; BENCH_REPORT_FONT_BOLD
+for its bold face), then the package's own subset of NanumGothic (fonts_data/, renamed
+"BenchReport Gothic" as the SIL OFL asks of a subset; licence in fonts_data/OFL.txt), then
+Debian's fonts-nanum. BENCH_REPORT_FONT=cid uses reportlab's CID font instead (smaller
+files, not embedded: the reader's viewer needs a Korean font pack).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 NANUM_DIRS = (Path("/usr/share/fonts/truetype/nanum"), Path("/usr/share/fonts/nanum"),
               Path.home() / ".local/share/fonts", Path("/Library/Fonts"), Path("C:/Windows/Fonts"))
 CID_FONT = "HYSMyeongJo-Medium"
+SHIPPED = Path(__file__).resolve().parent / "fonts_data"
+SHIPPED_FACES = (SHIPPED / "BenchReportGothic-Regular.ttf", SHIPPED / "BenchReportGothic-Bold.ttf")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ def _ttf_paths() -> tuple[Path, Path] | None:
     if configured and Path(configured).is_file():
         bold = os.environ.get("BENCH_REPORT_FONT_BOLD") or configured
         return Path(configured), Path(bold) if Path(bold).is_file() else Path(configured)
+    if all(face.is_file() for face in SHIPPED_FACES):
+        return SHIPPED_FACES
     for folder in NANUM_DIRS:
         regular = folder / "NanumGothic.ttf"
         if regular.is_file():
@@ -54,7 +60,8 @@ def pdf_fonts() -> PdfFonts:
     if paths is not None:
         pdfmetrics.registerFont(TTFont("Report-Regular", str(paths[0])))
         pdfmetrics.registerFont(TTFont("Report-Bold", str(paths[1])))
-        note = f"Korean text is set in {paths[0].stem} (embedded); no font is needed to read it."
+        name = "BenchReport Gothic (a subset of NanumGothic, SIL OFL 1.1)" if paths == SHIPPED_FACES else paths[0].stem
+        note = f"Korean text is set in {name} (embedded); no font is needed to read it."
         return PdfFonts("Report-Regular", "Report-Bold", "Courier", "Report-Regular", True, note)
     pdfmetrics.registerFont(UnicodeCIDFont(CID_FONT))
     note = (f"Korean text uses the CID font {CID_FONT}, which is not embedded: readers need a viewer "
