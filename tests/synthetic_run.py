@@ -40,7 +40,9 @@ def _executed(kind: str, threshold: float | None, clip_s: float) -> str:
     return kind
 
 
-def _status(mode: str, executed: str, clip_s: float, repeat: int) -> tuple[str, str]:
+def _status(mode: str, executed: str, clip_s: float, repeat: int, failures: bool = True) -> tuple[str, str]:
+    if not failures:
+        return "ok", ""
     if executed == "single" and clip_s >= 60:
         return "oom", "acoustic: OutOfMemoryError: CUDA out of memory. Tried to allocate 12.00 GiB"
     if executed == "single" and clip_s == 45 and repeat % 8 == 3:
@@ -72,9 +74,9 @@ def _case_base(run_id: str, suite: str, label: str, clip_s: float) -> dict:
             "input": f"synthetic:{clip_s:g}s:seed0", "started_at": STARTED}
 
 
-def _repeat_rows(base: dict, repeat: int, rng: np.random.Generator) -> list[dict]:
+def _repeat_rows(base: dict, repeat: int, rng: np.random.Generator, failures: bool = True) -> list[dict]:
     executed, clip_s = base["executed_as"], base["clip_s"]
-    status, error = _status(base["mode"], executed, clip_s, repeat)
+    status, error = _status(base["mode"], executed, clip_s, repeat, failures)
     ok = status == "ok"
     total = _latency_ms(executed, clip_s, rng)
     common = {**base, "repeat": repeat, "status": status, "error": error}
@@ -128,19 +130,30 @@ def _manifest(run_id: str, suite: str, repeats: int) -> dict:
 
 
 def make_synthetic_run(out_dir: Path, *, suite: str = "synthetic", repeats: int = 25, run_id: str = RUN_ID,
-                       seed: int = 0) -> Path:
-    """Write the run folder out_dir/run_id and return its path."""
+                       seed: int = 0, clips: tuple[float, ...] = CLIPS, failures: bool = True,
+                       slowdown: float = 1.0, memory_scale: float = 1.0, budgets: dict | None = None) -> Path:
+    """Write the run folder out_dir/run_id and return its path. ``failures=False`` gives a run
+    where every repeat succeeds (a night without failures); ``slowdown`` scales every latency
+    (a night that got slower)."""
     files = RunFiles(Path(out_dir) / run_id)
     files.dir.mkdir(parents=True, exist_ok=False)
     rng = np.random.default_rng(seed)
-    for clip_s in CLIPS:
+    for clip_s in clips:
         for label in MODES:
             base = _case_base(run_id, suite, label, clip_s)
-            rows = [row for r in range(repeats) for row in _repeat_rows(base, r, rng)]
+            rows = [row for r in range(repeats) for row in _repeat_rows(base, r, rng, failures)]
+            for row in rows:
+                if row["latency_ms"] is not None:
+                    row["latency_ms"] *= slowdown
+                if row.get("peak_mem_bytes") is not None:
+                    row["peak_mem_bytes"] *= memory_scale
             files.append_case(rows, _timeline(base, rng))
     summary = summarise(read_samples(files.dir))
     files.write_summary(summary)
     manifest = _manifest(run_id, suite, repeats)
+    manifest["suite"]["clip_lengths_s"] = list(clips)
+    if budgets is not None:
+        manifest["suite"]["as_loaded"]["budgets"] = budgets
     manifest["warnings"] = [w.__dict__ for w in run_warnings(summary)]
     files.write_manifest(manifest)
     return files.dir

@@ -24,7 +24,7 @@ from benchrunner.store.results import read_summary
 from conftest import REPO, bench_env
 from synthetic_run import CLIPS, MODES, make_synthetic_run
 
-OUTPUTS = ("report.pdf", "report.html", "report.md", "research_log.ko.md", "research_log.ko.html")
+OUTPUTS = ("report.pdf", "report.html", "report.md", "answers.json", "research_log.ko.md", "research_log.ko.html")
 KOREAN_HEADINGS = ("케이스별 결과", "클립 길이별 지연 시간", "실패 현황", "부록")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -140,7 +140,7 @@ def test_html_and_markdown_tables_agree(report):
     html = html_tables(report.out_dir / "report.html")
     md = (report.out_dir / "report.md").read_text(encoding="utf-8")
     assert html["table-cases"] == md_table(md, "## Results per case")
-    assert html["table-stages"] == md_table(md, "## Per-stage breakdown")
+    assert html["table-stages"] == md_table(md, "## Per-stage medians")
 
 
 def test_p99_without_enough_samples_says_why(report):
@@ -237,10 +237,11 @@ def test_cli_bad_input_is_one_line_and_exit_2(run_dir, tmp_path):
 def test_report_against_another_run_colours_verdicts(run_dir, tmp_path):
     base = make_synthetic_run(tmp_path / "base", repeats=10, run_id="20250228-020000-base", seed=1)
     out = write_reports(run_dir, against=base, out=tmp_path / "out", formats=("html",))
-    section = out.model.section("compare")
+    section = out.model.section("runs")
     assert "20250228-020000-base" in section.paragraphs[0]
     html = (out.out_dir / "report.html").read_text(encoding="utf-8")
     assert re.search(r'<td class="(good|bad|muted)">(faster|slower|insufficient data)</td>', html)
+    assert re.search(r'<td class="(good|bad)( num)?">×\d\.\d\d \[', html)  # the matrix colours by verdict
 
 
 def test_report_does_not_import_torch(run_dir, tmp_path):
@@ -276,13 +277,12 @@ def test_pdf_every_page_renders(report, tmp_path):
     assert len(list(tmp_path.glob("p-*.png"))) == pages > 5
 
 
-def test_pdf_embeds_nanum_or_names_the_cid_font(report):
+def test_pdf_embeds_the_shipped_korean_font(report):
+    """The package's own font subset is embedded whatever the machine has installed."""
     pdffonts = need("pdffonts", "poppler-utils")
     fonts = subprocess.run([pdffonts, str(report.out_dir / "report.pdf")], capture_output=True, text=True).stdout
-    if not Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf").is_file():
-        assert "HYSMyeongJo-Medium" in fonts
-    else:
-        assert re.search(r"NanumGothic\s+TrueType\s+\S+\s+yes", fonts), fonts
+    assert re.search(r"BenchReportGothic-Regular\s+TrueType\s+\S+\s+yes", fonts), fonts
+    assert "HYSMyeongJo" not in fonts
 
 
 def test_html_renders_in_chromium_without_console_errors(tmp_path):

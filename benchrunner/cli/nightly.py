@@ -29,7 +29,7 @@ def register(main: click.Group) -> None:
         The token comes from SLACK_BOT_TOKEN; BENCH_SLACK_API_URL points at another API base."""
         from ..errors import NotifyError
         from ..notify.digest import build_digest
-        from ..notify.from_run import digest_input
+        from ..notify.from_run import digest_input, read_answers
         from ..notify.slack import dry_run_payload, post_report
         from ..store.runs import resolve_run
 
@@ -37,7 +37,12 @@ def register(main: click.Group) -> None:
         pdf = reports_dir / run_dir.name / "report.pdf"
         if not pdf.is_file():
             raise NotifyError(f"{pdf}: no PDF report for {run_dir.name} (write it first: bench report {run_dir})")
-        digest = build_digest(digest_input(run_dir, [], report_name=pdf.name))
+        answers = read_answers(pdf.parent)
+        if not answers:  # a report written before answers.json existed: the same model, built again
+            from ..report.sections import build_model
+
+            answers = [(v.topic, v.text) for v in build_model(run_dir).verdicts]
+        digest = build_digest(digest_input(run_dir, [], report_name=pdf.name, answers=answers))
         if dry_run:
             click.echo(json.dumps(dry_run_payload(digest, channel=channel, pdf_path=pdf, thread_ts=thread_ts),
                                   indent=2, ensure_ascii=False))

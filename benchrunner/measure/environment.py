@@ -525,6 +525,24 @@ def format_environment(env: dict) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def source_commits(pipeline_ref: str) -> dict:
+    """The git state of the pipeline's own source and of benchrunner's, found from where their
+    modules live (not from the working directory, which may be any folder): {"pipeline": ...,
+    "benchrunner": ...}, each as _collect_git gives it (an "error" when not in a repository)."""
+    import importlib.util
+
+    module = str(pipeline_ref).partition(":")[0]
+    try:
+        spec = importlib.util.find_spec(module)
+        origin = Path(spec.origin).parent if spec is not None and spec.origin else None
+    except (ImportError, ValueError, AttributeError) as exc:
+        origin, reason = None, f"cannot locate {module}: {exc.__class__.__name__}"
+    else:
+        reason = f"cannot locate {module}"
+    pipeline = _collect_git(origin) if origin is not None else {"commit": None, "error": reason}
+    return {"pipeline": pipeline, "benchrunner": _collect_git(Path(__file__).resolve().parent)}
+
+
 # ---------------------------------------------------------------------------------------
 # validity warnings
 

@@ -198,12 +198,17 @@ def _post_step(result: NightlyResult, channel: str | None, thread_ts: str | None
     if channel is None:
         return
     from ..notify.digest import build_digest
-    from ..notify.from_run import digest_input
+    from ..notify.from_run import digest_input, read_answers
     from ..notify.slack import dry_run_payload, post_report
 
     pdf = result.report_dir / "report.pdf" if result.report_dir else None
     alerts = [f"nightly problem: {p}" for p in result.problems] + result.alerts + result.notes
-    digest = build_digest(digest_input(result.run_dir, alerts, report_name=pdf.name if pdf else None))
+    try:
+        answers = read_answers(result.report_dir)
+    except NotifyError as exc:  # a damaged answers file: the digest still goes out, saying so
+        answers, alerts = [], [*alerts, f"nightly problem: {exc}"]
+    digest = build_digest(digest_input(result.run_dir, alerts, report_name=pdf.name if pdf else None,
+                                       answers=answers))
     if dry_run:
         emit("dry_run", payload=dry_run_payload(digest, channel=channel, pdf_path=pdf, thread_ts=thread_ts))
         return

@@ -58,8 +58,9 @@ class DigestInput:
     commit: str | None
     gpu: str | None  # None: the run had no GPU
     modes: list[ModeFigures]
-    alerts: list[str]  # regressions and budget breaches, shown first
+    alerts: list[str]  # regressions and budget breaches, shown after the answers
     report_name: str | None = None
+    answers: list[tuple[str, str]] = ()  # (topic, sentence): the report's page 1, shown first
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def _context_block(d: DigestInput) -> dict:
     gpu = escape_mrkdwn(d.gpu) if d.gpu else "CPU only"
     elements = [commit, gpu]
     if d.report_name:
-        elements.append(f"report: {escape_mrkdwn(d.report_name)}")
+        elements.append(f"full report: {escape_mrkdwn(d.report_name)} (in the thread)")
     return {
         "type": "context",
         "elements": [
@@ -168,8 +169,26 @@ def _context_block(d: DigestInput) -> dict:
     }
 
 
+def header_text(d: DigestInput) -> str:
+    """'<suite> nightly: run <id>', without saying "nightly" twice when the suite's name has it."""
+    name = d.suite if "nightly" in d.suite.lower() else f"{d.suite} nightly"
+    return f"{name}: run {d.run_id}"
+
+
+def _answers_blocks(answers) -> list[dict]:
+    """Page 1's sentences: one section, or one per answer when together they pass Slack's limit."""
+    lines = [f"*{escape_mrkdwn(topic)}*: {escape_mrkdwn(text)}" for topic, text in answers]
+    if not lines:
+        return []
+    joined = "\n".join(lines)
+    if len(joined) <= MAX_SECTION_CHARS:
+        return [_section(joined)]
+    return [_section(line) for line in lines]
+
+
 def _fallback_text(d: DigestInput) -> str:
-    lines = [f"{d.suite} nightly, run {d.run_id}"]
+    lines = [header_text(d)]
+    lines.extend(f"{topic}: {text}" for topic, text in d.answers)
     if d.alerts:
         lines.append(f"{len(d.alerts)} alert(s):")
         lines.extend(f"- {a}" for a in d.alerts)
@@ -182,12 +201,14 @@ def _fallback_text(d: DigestInput) -> str:
 
 
 def build_digest(d: DigestInput) -> Digest:
-    """The digest message for one nightly run: header, alerts first, one section per mode, context."""
+    """The digest message for one run: header, the report's page-1 answers, then the alerts
+    (regressions, budget breaches), one section per mode, and the context (commit, GPU, the
+    PDF posted into the thread)."""
     header = {
         "type": "header",
-        "text": {"type": "plain_text", "text": fit(f"{d.suite} nightly: run {d.run_id}", MAX_HEADER_CHARS)},
+        "text": {"type": "plain_text", "text": fit(header_text(d), MAX_HEADER_CHARS)},
     }
-    blocks: list[dict] = [header, _section(_alerts_text(d.alerts))]
+    blocks: list[dict] = [header, *_answers_blocks(d.answers)[:MAX_BLOCKS - 4], _section(_alerts_text(d.alerts))]
     room = MAX_BLOCKS - len(blocks) - 1  # the context block comes last
     if len(d.modes) <= room:
         blocks.extend(_mode_block(m) for m in d.modes)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ..measure.environment import environment_summary
 from ..store.results import TOTAL_STAGE, read_manifest, read_summary
+from ..errors import NotifyError
 from .digest import DigestInput, ModeFigures
 
 
@@ -41,9 +42,30 @@ def mode_figures(summary: pd.DataFrame) -> list[ModeFigures]:
     return figures
 
 
-def digest_input(run_dir: Path, alerts: list[str], report_name: str | None = None) -> DigestInput:
+ANSWERS_FILE = "answers.json"  # written by bench report beside report.pdf
+
+
+def read_answers(report_dir: Path | None) -> list[tuple[str, str]]:
+    """Page 1's (topic, sentence) pairs as bench report wrote them; [] when there is no such file."""
+    import json
+
+    path = None if report_dir is None else Path(report_dir) / ANSWERS_FILE
+    if path is None or not path.is_file():
+        return []
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        return [(str(a["topic"]), str(a["text"])) for a in payload["answers"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NotifyError(f"{path}: not a report's answers file ({exc.__class__.__name__}); "
+                          "write the report again with bench report") from None
+
+
+def digest_input(run_dir: Path, alerts: list[str], report_name: str | None = None,
+                 answers: list[tuple[str, str]] = ()) -> DigestInput:
     manifest = read_manifest(run_dir)
     env = environment_summary(manifest.get("environment") or {})
-    return DigestInput(suite=manifest["suite"]["name"], run_id=manifest["run_id"], commit=env.get("commit"),
+    sources = (manifest.get("environment") or {}).get("sources") or {}
+    commit = (sources.get("pipeline") or {}).get("commit") or env.get("commit")
+    return DigestInput(suite=manifest["suite"]["name"], run_id=manifest["run_id"], commit=commit,
                        gpu=env.get("gpu"), modes=mode_figures(read_summary(run_dir)), alerts=alerts,
-                       report_name=report_name)
+                       report_name=report_name, answers=list(answers))

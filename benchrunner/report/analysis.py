@@ -93,20 +93,59 @@ def _compare(title: str, call) -> Outcome:
         return Outcome(title, note=f"not available: {exc}")
 
 
-def comparison_outcomes(view: RunView, base: RunView | None) -> list[Outcome]:
-    """Run against baseline when one is given; otherwise every mode against the first
-    mode of the run (single, when the suite has it)."""
-    if base is not None:
-        return [_compare(f"{view.run_id} vs {base.run_id}",
-                         lambda c: c.compare_runs(str(base.run_dir), str(view.run_dir)))]
-    modes = list(dict.fromkeys(fmt.mode_label(m, t) for m, t in zip(view.totals["mode"], view.totals["threshold_s"])))
-    if len(modes) < 2:
+RUN_METRICS = ("latency", "memory", "failure")  # run against run: every one the compare layer offers but util
+
+
+def mode_pairs(view: RunView) -> list[tuple[str, str]]:
+    """(A, B) pairs of one run's modes, in reading order: every hybrid@T against chunked first,
+    then every mode against single (the reference the team starts from)."""
+    modes = mode_labels(view)
+    kinds = {m: m.split("@")[0] for m in modes}
+    chunked = next((m for m in modes if kinds[m] == "chunked"), None)
+    pairs = [(chunked, m) for m in modes if kinds[m] == "hybrid" and chunked is not None]
+    ref = "single" if "single" in modes else (modes[0] if modes else None)
+    pairs += [(ref, m) for m in modes if m != ref and (ref, m) not in pairs]
+    return [(a, b) for a, b in pairs if a is not None and a != b]
+
+
+def mode_labels(view: RunView) -> list[str]:
+    return list(dict.fromkeys(fmt.mode_label(m, t) for m, t in zip(view.totals["mode"], view.totals["threshold_s"])))
+
+
+def mode_outcomes(view: RunView) -> list[Outcome]:
+    """Latency of each pair of modes of this run (mode_pairs), B against A, per clip length."""
+    return [_compare(f"{b} vs {a}", lambda c, a=a, b=b: c.compare_frames(_mode_samples(view, a), _mode_samples(view, b),
+                                                                          a_label=a, b_label=b))
+            for a, b in mode_pairs(view)]
+
+
+def run_outcomes(view: RunView, base: RunView | None) -> list[Outcome]:
+    """This run (B) against the baseline run (A), cases matched by their full key: latency,
+    peak memory and failures."""
+    if base is None:
         return []
-    ref = "single" if "single" in modes else modes[0]
-    a = _mode_samples(view, ref)
-    return [_compare(f"{m} vs {ref}", lambda c, m=m: c.compare_frames(a, _mode_samples(view, m), a_label=ref,
-                                                                      b_label=m))
-            for m in modes if m != ref]
+    return [_compare(f"{metric}: {view.run_id} vs {base.run_id}",
+                     lambda c, metric=metric: c.compare_runs(str(base.run_dir), str(view.run_dir), metric=metric))
+            for metric in RUN_METRICS]
+
+
+def comparison_outcomes(view: RunView, base: RunView | None) -> list[Outcome]:
+    """Every report compares the run's modes; with a baseline run it adds run against run."""
+    return [*mode_outcomes(view), *run_outcomes(view, base)]
+
+
+def pair_outcome(view: RunView, a: str, b: str, clips: list[float]) -> Outcome:
+    """B against A of one run at the given clip lengths only (e.g. where two thresholds differ)."""
+    def only(frame):
+        return frame[frame["clip_s"].astype(float).isin(clips)]
+    return _compare(f"{b} vs {a}", lambda c: c.compare_frames(only(_mode_samples(view, a)), only(_mode_samples(view, b)),
+                                                              a_label=a, b_label=b))
+
+
+def executed_paths(view: RunView, label: str) -> dict[float, str]:
+    """clip_s -> the path a mode ran there (single or chunked), from summary.csv's executed_as."""
+    rows = view.totals[view.totals["label"] == label]
+    return {float(c): str(e) for c, e in zip(rows["clip_s"], rows["executed_as"]) if isinstance(e, str) and e}
 
 
 def sweep_outcome(view: RunView, memory_budget: float | None) -> Outcome | None:

@@ -1,7 +1,9 @@
 """Matplotlib charts of the report model, drawn without pyplot (no global state) and
 rendered deterministically: a fixed SVG hash salt, no dates or creator in the metadata.
 
-SVG for the HTML page (text as paths, so it needs no font), PNG at 200 dpi for the PDF.
+SVG for the HTML page and, converted to reportlab drawings (svglib), for the PDF: vector
+charts that stay sharp when zoomed, with text as paths so they need no font. Modes are told
+apart by the Okabe-Ito colour-blind-safe palette and by a marker and a line style each.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ PNG_DPI = 200
 WIDTH_IN = 10.0
 SVG_METADATA = {"Creator": None, "Date": None, "Format": None, "Type": None}
 PNG_METADATA = {"Software": None}
-MODE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-                "#7f7f7f", "#d62728"]
+# Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency.
+MODE_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
+MODE_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+MODE_LINES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2))]
 STAGE_COLOURS = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f"]
 FAIL_COLOUR = "#c62828"
 
@@ -37,6 +41,25 @@ def _nan(values):
     return [math.nan if v is None else v for v in values]
 
 
+def mode_style(i: int) -> dict:
+    """Colour, marker and line style of the i-th mode: no two of the first eight share any."""
+    return {"color": MODE_COLOURS[i % len(MODE_COLOURS)], "marker": MODE_MARKERS[i % len(MODE_MARKERS)],
+            "ls": MODE_LINES[i % len(MODE_LINES)]}
+
+
+def _clip_axis(ax, clips: list[float]) -> None:
+    """Clip lengths on x; logarithmic when they span more than 10x, so 5 s and 10 s do not crowd."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    positive = [c for c in clips if c > 0]
+    if positive and max(positive) / min(positive) > 10:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(clips, [f"{c:g}" for c in clips])
+    ax.set_xlabel("Clip length (s)")
+
+
 def _time_scale(values) -> tuple[str, float]:
     largest = max((v for v in values if v is not None), default=0.0)
     if largest >= 120_000:
@@ -48,18 +71,22 @@ def _latency(fig: Figure, data: dict) -> None:
     ax = fig.add_subplot()
     unit, scale = _time_scale([v for s in data["series"] for v in s["p50"] + s["p90"]])
     for i, s in enumerate(data["series"]):
-        colour = MODE_COLOURS[i % len(MODE_COLOURS)]
+        style = mode_style(i)
         x = s["clip_s"]
-        ax.plot(x, [v / scale for v in _nan(s["p50"])], marker="o", ms=4, color=colour, label=s["label"])
+        ax.plot(x, [v / scale for v in _nan(s["p50"])], ms=4, lw=1.3, label=s["label"], **style)
         dead = [c for c, v in zip(x, s["p50"]) if v is None]
         if dead:
-            ax.scatter(dead, [0] * len(dead), marker="x", s=50, color=colour, clip_on=False, zorder=3)
+            ax.scatter(dead, [0] * len(dead), marker="x", s=50, color=style["color"], clip_on=False, zorder=3)
         lo, hi = _nan(s["p10"]), _nan(s["p90"])
         if any(not math.isnan(v) for v in lo):
-            ax.fill_between(x, [v / scale for v in lo], [v / scale for v in hi], color=colour, alpha=0.12, lw=0)
+            ax.fill_between(x, [v / scale for v in lo], [v / scale for v in hi], color=style["color"], alpha=0.12, lw=0)
+        for clip, points in zip(x, s.get("points") or []):
+            offset = 1 + 0.012 * (i - (len(data["series"]) - 1) / 2)  # side by side, deterministic
+            ax.scatter([clip * offset] * len(points), [v / scale for v in points], s=7, alpha=0.55,
+                       color=style["color"], marker=style["marker"], lw=0, zorder=2)
     clips = sorted({c for s in data["series"] for c in s["clip_s"]})
-    ax.set_xticks(clips, [f"{c:g}" for c in clips])
-    ax.set(xlabel="Clip length (s)", ylabel=f"End-to-end latency, median ({unit})")
+    _clip_axis(ax, clips)
+    ax.set(ylabel=f"End-to-end latency, median ({unit})")
     ax.set_ylim(bottom=0)
     if any(v is None for s in data["series"] for v in s["p50"]):
         ax.scatter([], [], marker="x", color="black", label="x: no successful repeat")
@@ -103,28 +130,56 @@ def _stage_panel(ax, panel: dict, stages: list[str], scale: float, top: float) -
 
 def _memory(fig: Figure, data: dict) -> None:
     ax = fig.add_subplot()
+    axis = data.get("axis") or {"scale": "linear", "budget_on_scale": True, "ylim": None}
     for i, s in enumerate(data["series"]):
-        colour = MODE_COLOURS[i % len(MODE_COLOURS)]
-        ax.plot(s["clip_s"], _nan(s["peak"]), marker="o", ms=4, color=colour, label=s["label"])
+        style = mode_style(i)
+        ax.plot(s["clip_s"], _nan(s["peak"]), ms=4, lw=1.3, label=s["label"], **style)
         bad = [(x, y) for x, y, f in zip(s["clip_s"], s["peak"], s["failed"]) if f and y is not None]
         if bad:
             ax.scatter(*zip(*bad), marker="x", s=60, color=FAIL_COLOUR, zorder=3)
-    if data["budget"] is not None:
-        ax.axhline(data["budget"], color=FAIL_COLOUR, ls="--", lw=1.2,
-                   label=f"budget {data['budget']:g} {data['unit']}")
+    if axis["scale"] == "log":
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    if axis["ylim"]:
+        ax.set_ylim(*axis["ylim"])
+    budget = data["budget"]
+    if budget is not None and axis["budget_on_scale"]:
+        ax.axhline(budget, color=FAIL_COLOUR, ls="--", lw=1.2, label=f"budget {budget:g} {data['unit']}")
+    elif budget is not None:
+        ax.annotate(f"budget {budget:g} {data['unit']} (off scale) \u2191", xy=(0.99, 0.99), xycoords="axes fraction",
+                    ha="right", va="top", color=FAIL_COLOUR, fontsize=8,
+                    bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": FAIL_COLOUR, "lw": 0.8})
     clips = sorted({c for s in data["series"] for c in s["clip_s"]})
-    ax.set_xticks(clips, [f"{c:g}" for c in clips])
-    ax.set(xlabel="Clip length (s)", ylabel=f"Peak memory ({data['unit']})")
-    ax.set_ylim(bottom=0)
+    _clip_axis(ax, clips)
+    ax.set(ylabel=f"Peak memory ({data['unit']}{', log scale' if axis['scale'] == 'log' else ''})")
     ax.legend(loc="upper left", ncols=2)
 
 
 def _util(fig: Figure, data: dict) -> None:
     ax = fig.add_subplot()
     for i, s in enumerate(data["series"]):
-        ax.plot(s["t_s"], s["value"], lw=1.0, color=MODE_COLOURS[i % len(MODE_COLOURS)], label=s["label"])
+        style = mode_style(i)
+        ax.plot(_nan(s["t_s"]), _nan(s["value"]), lw=1.0, color=style["color"], ls=style["ls"], label=s["label"])
     ax.set(xlabel="Time since the clip length's cases started (s)", ylabel=data["ylabel"], ylim=(0, 105))
     ax.legend(loc="lower right")
+
+
+def _util_clip(fig: Figure, data: dict) -> None:
+    left, right = fig.subplots(1, 2)
+    clips = sorted({c for s in data["series"] for c in s["clip_s"]})
+    for i, s in enumerate(data["series"]):
+        style = mode_style(i)
+        left.plot(s["clip_s"], _nan(s["util"]), ms=4, lw=1.2, label=s["label"], **style)
+        right.plot(s["clip_s"], _nan(s["rtf"]), ms=4, lw=1.2, label=s["label"], **style)
+    for ax in (left, right):
+        _clip_axis(ax, clips)
+    left.set(ylabel=data["ylabel"], ylim=(0, 105), title="Utilisation")
+    right.set(ylabel="Real-time factor (latency / clip length)", title="Speed (lower is faster)")
+    right.set_ylim(bottom=0)
+    left.legend(loc="lower right", ncols=2)
 
 
 def _failure_cell(text: str) -> float:
@@ -185,8 +240,8 @@ def _trend(fig: Figure, data: dict) -> None:
     log = bool(positive) and max(positive) / min(positive) > 20  # one scale for every panel
     for ax, panel in zip(axes, panels):
         for line in panel["lines"]:
-            ax.plot(x, [v / scale for v in _nan(line["values"])], marker="o", ms=2.5, lw=1.2,
-                    color=MODE_COLOURS[line["colour"] % len(MODE_COLOURS)], label=line["label"])
+            style = mode_style(line["colour"])
+            ax.plot(x, [v / scale for v in _nan(line["values"])], ms=2.5, lw=1.2, label=line["label"], **style)
         for regression in (True, False):
             marks = [c for c in panel["changes"] if c["regression"] is regression and c["value"] is not None]
             if marks:
@@ -227,7 +282,7 @@ def _trend_legend(fig: Figure, panels: list[dict], this_night: int | None) -> No
     from matplotlib.lines import Line2D
 
     lines = {line["label"]: line["colour"] for panel in panels for line in panel["lines"]}
-    handles = [Line2D([], [], color=MODE_COLOURS[c % len(MODE_COLOURS)], marker="o", ms=3, label=label)
+    handles = [Line2D([], [], ms=3, label=label, **mode_style(c))
                for label, c in sorted(lines.items(), key=lambda item: item[1])]
     found = {c["regression"] for panel in panels for c in panel["changes"]}
     for regression in (True, False):
@@ -267,7 +322,8 @@ def _profile(fig: Figure, data: dict) -> None:
     fig.legend(handles, labels, loc="outside upper center", ncols=2)
 
 
-DRAW = {"latency": _latency, "stages": _stages, "memory": _memory, "util": _util, "failures": _failures,
+DRAW = {"latency": _latency, "stages": _stages, "memory": _memory, "util": _util, "util_clip": _util_clip,
+        "failures": _failures,
         "sweep": _sweep, "trend": _trend, "profile": _profile}
 
 
@@ -282,7 +338,9 @@ def _height_in(chart: Chart) -> float:
         panels = chart.data["panels"]
         rows = max((len(p["regions"]) for p in panels), default=1)
         return 0.8 + (0.7 + 0.28 * rows) * math.ceil(len(panels) / 2)
-    return 4.6
+    if chart.key in ("util", "sweep"):
+        return 3.2
+    return 3.9
 
 
 def figure(chart: Chart) -> Figure:
@@ -305,6 +363,17 @@ def render(chart: Chart, kind: str) -> bytes:
 
 def size_in(chart: Chart) -> tuple[float, float]:
     return WIDTH_IN, _height_in(chart)
+
+
+def drawing(chart: Chart, width_pt: float):
+    """The chart as a reportlab Drawing (vector, from the SVG), scaled to ``width_pt`` points."""
+    from svglib.svglib import svg2rlg
+
+    d = svg2rlg(io.BytesIO(render(chart, "svg")))
+    factor = width_pt / d.width
+    d.width, d.height = d.width * factor, d.height * factor
+    d.scale(factor, factor)
+    return d
 
 
 _ID = re.compile(r'id="([^"]+)"')

@@ -57,18 +57,23 @@ def percentile_ms(value: Any, q: float, n: Any) -> str:
     return f"n/a (n<{min_samples_for(max(q, 1 - q))})"
 
 
-def memory_unit(values: list[Any]) -> tuple[str, float]:
-    """GiB for a report whose largest peak is at least 1 GiB, else MiB."""
-    largest = max((v for v in map(number, values) if v is not None), default=0.0)
-    return ("GiB", GIB) if largest >= GIB else ("MiB", MIB)
+def memory_unit(values: list[Any] = ()) -> tuple[str, float]:
+    """Memory is always shown in GiB (binary, as budgets.py and tuning.py read "GB"), so a
+    table, a chart and a budget never mix units."""
+    return ("GiB", GIB)
 
 
-def memory(value: Any, unit: tuple[str, float]) -> str:
+def memory(value: Any, unit: tuple[str, float] = ("GiB", GIB)) -> str:
+    """'38.2', '1.25', '0.312', '0.0041' (GiB): three significant figures below 10."""
     v = number(value)
     if v is None:
         return "n/a"
     scaled = v / unit[1]
-    return f"{scaled:.2f}" if scaled < 10 else f"{scaled:.1f}"
+    if scaled >= 10:
+        return f"{scaled:.1f}"
+    if scaled >= 1:
+        return f"{scaled:.2f}"
+    return f"{scaled:.3g}" if scaled else "0"
 
 
 def util(value: Any, source: Any) -> str:
@@ -110,7 +115,8 @@ def count_of(k: Any, n: Any) -> str:
 
 
 def duration_ms(value: Any) -> str:
-    """A long duration as '7 min 35 s' (>= 60 s), '12.3 s' or '123 ms'."""
+    """The one rule for a duration in prose: '7 min 35 s' (>= 60 s), '12.3 s' (>= 1 s) or
+    '123 ms' / '12.3 ms' / '1.23 ms' (three significant figures)."""
     v = number(value)
     if v is None:
         return "n/a"

@@ -85,6 +85,8 @@ class ReportModel:
     warnings: list[dict]
     against: str | None = None
     omitted: list[str] = field(default_factory=list)  # optional sections left out, and why (also in the appendix)
+    config: dict[str, Any] = field(default_factory=dict)  # the raw settings page 1 shows (None: not recorded)
+    headline_ko: Table | None = None  # the headline table with Korean headers and cells, for the research log
 
     @property
     def title(self) -> str:

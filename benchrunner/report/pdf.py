@@ -1,5 +1,9 @@
 """The PDF report (reportlab platypus): A4 landscape, page numbers, repeating table headers,
-Korean headings in an embedded TrueType font when one is installed (see fonts.py).
+Korean text in the embedded font the package ships (see fonts.py), vector charts.
+
+Page 1 answers the team's questions (model.verdicts), then says how the run was configured;
+the charts and short tables follow; the detail tables are in the appendix. Headings keep
+with what follows them, and a table never leaves fewer than MIN_ROWS rows at a page foot.
 
 Byte-identical for the same run: reportlab's invariant mode (fixed dates and ids) and
 charts rendered deterministically (charts.py).
@@ -19,7 +23,7 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen import canvas as pdfcanvas
-from reportlab.platypus import (CondPageBreak, Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate,
+from reportlab.platypus import (CondPageBreak, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate,
                                 Spacer, Table as RLTable, TableStyle, XPreformatted)
 
 from . import charts
@@ -35,6 +39,10 @@ TONE_BG = {"good": colors.HexColor("#e8f5e9"), "bad": colors.HexColor("#ffebee")
 TONE_FG = {"good": "#1b5e20", "bad": "#b71c1c", "warn": "#8d6e00", "muted": "#757575"}
 HEADER_BG = colors.HexColor("#37474f")
 GRID = colors.HexColor("#cfd8dc")
+MIN_ROWS = 4          # rows a table keeps together at a page foot (with its header)
+KEEP_WHOLE_ROWS = 30  # tables up to this many rows never split
+WIDE_CHARTS = ("stages", "util_clip", "trend", "profile")  # panels side by side: the full width
+APPENDIX = ("cases", "stage_table", "compare_detail", "appendix")
 HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]+")
 
 
@@ -51,6 +59,7 @@ class _Styles:
         base = dict(fontName=fonts.regular, leading=12, fontSize=9.5)
         self.body = ParagraphStyle("body", **base, spaceAfter=4)
         self.lead = ParagraphStyle("lead", parent=self.body, keepWithNext=1)
+        self.answer_topic = ParagraphStyle("topic", parent=self.body, fontName=fonts.bold)
         self.small = ParagraphStyle("small", fontName=fonts.regular, fontSize=7.5, leading=9.2)
         self.small_right = ParagraphStyle("small_r", parent=self.small, alignment=TA_RIGHT)
         self.head_cell = ParagraphStyle("head", parent=self.small, fontName=fonts.bold, textColor=colors.white)
@@ -109,7 +118,7 @@ def table_flowables(styles: _Styles, table: Table) -> list:
     data = [[Paragraph(markup(c, styles.fonts), styles.head_cell) for c in table.columns]]
     data += [[_cell(styles, text, table.tone(r, c), right[c]) for c, text in enumerate(row)]
              for r, row in enumerate(table.rows)]
-    rl = RLTable(data, colWidths=_col_widths(styles, table), repeatRows=1, hAlign="LEFT")
+    rl = RLTable(data, colWidths=_col_widths(styles, table), repeatRows=1, hAlign="LEFT", splitInRow=0)
     commands = [("BACKGROUND", (0, 0), (-1, 0), HEADER_BG), ("GRID", (0, 0), (-1, -1), 0.4, GRID),
                 ("VALIGN", (0, 0), (-1, -1), "TOP"), ("TOPPADDING", (0, 0), (-1, -1), 2),
                 ("BOTTOMPADDING", (0, 0), (-1, -1), 2), ("ROWBACKGROUNDS", (0, 1), (-1, -1),
@@ -120,18 +129,21 @@ def table_flowables(styles: _Styles, table: Table) -> list:
             if bg is not None:
                 commands.append(("BACKGROUND", (c, r + 1), (c, r + 1), bg))
     rl.setStyle(TableStyle(commands))
-    return [rl, styles.p(table.caption, styles.caption)] if table.caption else [rl, Spacer(1, 6)]
+    tail = styles.p(table.caption, styles.caption) if table.caption else Spacer(1, 6)
+    if len(table.rows) <= KEEP_WHOLE_ROWS:
+        return [KeepTogether([rl, tail])]
+    # a long table: start it only where its header and MIN_ROWS rows fit, so no row is orphaned
+    return [CondPageBreak(12 * mm + MIN_ROWS * 5 * mm), rl, tail]
 
 
 def chart_flowables(styles: _Styles, chart: Chart) -> list:
     width_in, height_in = charts.size_in(chart)
-    width = FRAME_W
-    height = width * height_in / width_in
-    if height > FRAME_H - 30 * mm:
-        height = FRAME_H - 30 * mm
-        width = height * width_in / height_in
-    image = Image(io.BytesIO(charts.render(chart, "png")), width=width, height=height)
-    return [image, styles.p(chart.caption, styles.caption)]
+    width = FRAME_W * (0.86 if chart.key in WIDE_CHARTS else 0.6)
+    if width * height_in / width_in > FRAME_H - 30 * mm:
+        width = (FRAME_H - 30 * mm) * width_in / height_in
+    drawing = charts.drawing(chart, width)
+    drawing.hAlign = "CENTER"
+    return [drawing, styles.p(chart.caption, styles.caption)]
 
 
 def heading(styles: _Styles, section: Section) -> Paragraph:
@@ -152,20 +164,28 @@ def _preformatted(styles: _Styles, text: str) -> XPreformatted:
 
 
 def section_flowables(styles: _Styles, section: Section) -> list:
-    out: list = [CondPageBreak(60 * mm)]
+    out: list = [CondPageBreak(40 * mm)]
     first: list = [heading(styles, section), *[styles.p(t) for t in section.paragraphs]]
     blocks = list(section.blocks)
-    if blocks and isinstance(blocks[0], Chart):
+    if blocks and isinstance(blocks[0], Chart):  # a heading keeps with its first chart or table
         first += chart_flowables(styles, blocks.pop(0))
+    elif blocks and isinstance(blocks[0], Table) and len(blocks[0].rows) <= KEEP_WHOLE_ROWS:
+        first += table_flowables(styles, blocks.pop(0))
     out.append(KeepTogether(first))
     for i, block in enumerate(blocks):
+        if block is None:  # already placed with the line that introduces it
+            continue
         if isinstance(block, Chart):
             out.append(KeepTogether(chart_flowables(styles, block)))
         elif isinstance(block, Table):
             out += table_flowables(styles, block)
         else:  # a line that introduces the table or chart after it stays on its page
             leads = i + 1 < len(blocks) and isinstance(blocks[i + 1], (Table, Chart))
-            out.append(styles.p(str(block), styles.lead if leads else styles.body))
+            if leads and isinstance(blocks[i + 1], Table) and len(blocks[i + 1].rows) <= KEEP_WHOLE_ROWS:
+                out.append(KeepTogether([styles.p(str(block), styles.body), *table_flowables(styles, blocks[i + 1])]))
+                blocks[i + 1] = None
+            else:
+                out.append(styles.p(str(block), styles.lead if leads else styles.body))
     if section.preformatted:
         out += [Spacer(1, 6), _preformatted(styles, section.preformatted)]
     return out
@@ -180,8 +200,9 @@ def _facts_table(styles: _Styles, model: ReportModel) -> RLTable:
         for key, value in (pairs[i], pairs[i + half] if i + half < len(pairs) else ("", "")):
             row += [styles.p(key, styles.small), styles.p(value, styles.small)]
         rows.append(row)
-    table = RLTable(rows, colWidths=[FRAME_W * w for w in (0.1, 0.3, 0.1, 0.5)], hAlign="LEFT")
+    table = RLTable(rows, colWidths=[FRAME_W * w for w in (0.1, 0.38, 0.1, 0.42)], hAlign="LEFT")
     table.setStyle(TableStyle([("LINEBELOW", (0, 0), (-1, -1), 0.3, GRID), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                               ("TOPPADDING", (0, 0), (-1, -1), 1), ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
                                ("TEXTCOLOR", (0, 0), (0, -1), colors.grey)]))
     return table
 
@@ -189,7 +210,7 @@ def _facts_table(styles: _Styles, model: ReportModel) -> RLTable:
 def _verdict_table(styles: _Styles, model: ReportModel) -> RLTable:
     rows, commands = [], [("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("GRID", (0, 0), (-1, -1), 0.4, GRID)]
     for i, v in enumerate(model.verdicts):
-        topic = styles.p(f"{v.topic} · {v.topic_ko}", styles.body)
+        topic = styles.p(f"{v.topic} · {v.topic_ko}", styles.answer_topic)
         rows.append([topic, Paragraph(f'<font color="{TONE_FG.get(v.tone, "#263238")}">'
                                       f'{markup(v.text, styles.fonts)}</font>', styles.body)])
         if TONE_BG.get(v.tone) is not None:
@@ -200,11 +221,12 @@ def _verdict_table(styles: _Styles, model: ReportModel) -> RLTable:
 
 
 def first_page(styles: _Styles, model: ReportModel) -> list:
+    against = f" — against {model.against}" if model.against else ""
     return [
         styles.p("Benchmark report · 벤치마크 결과 보고서", styles.h1),
-        styles.p(f"{model.suite} — run {model.run_id} — {model.date}", styles.subtitle),
-        _facts_table(styles, model), Spacer(1, 10),
-        styles.p("Verdicts · 판정", styles.h2), _verdict_table(styles, model), Spacer(1, 6),
+        styles.p(f"{model.suite} — run {model.run_id} — {model.date}{against}", styles.subtitle),
+        styles.p("Answers · 답변", styles.h2), _verdict_table(styles, model), Spacer(1, 6),
+        styles.p("Configuration · 실행 설정", styles.h2), _facts_table(styles, model),
     ]
 
 
@@ -245,11 +267,13 @@ class _Doc(SimpleDocTemplate):
 def render_pdf(model: ReportModel, path: Path) -> Path:
     fonts = pdf_fonts()
     styles = _Styles(fonts)
-    story = first_page(styles, model)
+    story = [*first_page(styles, model), PageBreak()]
+    in_appendix = False
     for section in model.sections:
+        if section.key in APPENDIX and not in_appendix:
+            in_appendix = True
+            story += [PageBreak(), styles.p("Appendix · 부록", styles.h1)]
         story += section_flowables(styles, section)
-        if section.key == "overview":
-            story.append(PageBreak())
     story.append(styles.p(fonts.note, styles.caption))
     buffer = io.BytesIO()
     doc = _Doc(buffer, pagesize=PAGE, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,

@@ -125,10 +125,18 @@ def _sources(column: pd.Series) -> str:
     return "+".join(sorted(parts))
 
 
-def headline_table(view: RunView) -> Table:
-    """Per mode: shortest and longest clip's median, largest peak memory, failures."""
+HEADLINE_KO = ["모드", "클립 길이 (s)", "최단 클립 p50", "최장 클립 p50", "최대 메모리 (GiB)", "평균 활용률 (%)", "실패 (k/n)"]
+
+
+def headline_table(view: RunView, lang: str = "en") -> Table:
+    """Per mode: shortest and longest clip's median, largest peak memory, failures. The Korean
+    table names the utilisation source in its header and writes '-' for a blank figure."""
     unit, _ = view.mem_unit
     columns = ["Mode", "Clips (s)", "p50 at shortest", "p50 at longest", f"Max peak mem {unit}", "Util", "Failures"]
+    if lang == "ko":
+        source = _sources(view.totals["util_source"])
+        columns = [*HEADLINE_KO[:5], f"평균 활용률 (%, {fmt.util_source_label(source, 'ko') or '측정 방식 미상'})",
+                   HEADLINE_KO[6]]
     rows, tones = [], []
     for label in view.modes:
         cases = view.totals[view.totals["label"] == label]
@@ -141,9 +149,12 @@ def headline_table(view: RunView) -> Table:
             f"{fmt.duration_ms(first['latency_p50_ms'])} ({fmt.seconds(first['clip_s'])} s)",
             f"{fmt.duration_ms(last['latency_p50_ms'])} ({fmt.seconds(last['clip_s'])} s)",
             fmt.memory(pd.to_numeric(cases["peak_mem_bytes"], errors="coerce").max(), view.mem_unit),
-            fmt.util(util.mean() if len(util) else None, _sources(cases["util_source"])),
+            fmt.util(util.mean() if len(util) else None, _sources(cases["util_source"])) if lang != "ko" else
+            ("-" if not len(util) else f"{util.mean():.1f}"),
             fmt.count_of(failures, runs),
         ])
+        if lang == "ko":
+            rows[-1] = [c.replace("n/a", "-") for c in rows[-1]]
         tones.append([""] * 6 + [FAIL_TONE if failures else "good"])
     return Table("headline", columns, rows, tones, caption="Per mode, over all clip lengths.")
 

@@ -72,29 +72,53 @@ def compare_paragraphs(result) -> list[str]:
     return lines + list(result.notes)
 
 
-def comparison_verdict(outcomes: list[Outcome], *, between_runs: bool) -> Verdict:
-    """Regressions against a baseline run are bad news; modes of one run differing is a
-    finding, shown neutral."""
-    if not outcomes:
-        return Verdict("Changes", "변화", "no comparison: the run has one mode and no --against run", "muted",
-                       "비교 없음: 모드가 하나이고 --against 실행이 없음")
-    missing = [o for o in outcomes if not o.available]
-    if missing:
-        return Verdict("Changes", "변화", f"comparison {missing[0].note}", "warn", f"비교 불가: {missing[0].note}")
-    parts, parts_ko, bad = [], [], False
+def _ratio_cell(row) -> str:
+    if row.metric == "failure":
+        return f"{row.failures_a} → {row.failures_b}"
+    if row.ratio is None:
+        return "n/a" if row.verdict != INSUFFICIENT else "too few"
+    return f"×{row.ratio:.2f} [{row.ci_low:.2f}-{row.ci_high:.2f}]"
+
+
+def _matrix_tone(row, regressions: set[int]) -> str:
+    if id(row) in regressions:
+        return "bad"
+    if row.verdict == INSUFFICIENT:
+        return "muted"
+    if row.verdict == NO_CHANGE:
+        return ""
+    return "good" if row.verdict in ("faster", "lower", "fewer failures") else "bad" if row.verdict == "slower" else "warn"
+
+
+METRIC_CAPTIONS = {"latency": "median latency B/A [95% CI]", "memory": "peak memory B/A [95% CI]",
+                   "failure": "failed repeats k/n, A → B", "modes": "median latency B/A [95% CI]"}
+
+
+def ratio_matrix(outcomes: list[Outcome], key: str, *, by_case: bool = False) -> Table:
+    """One row per comparison (or per matched case of a run-against-run comparison), one column
+    per clip length; each cell is compare.py's ratio and CI, coloured by its verdict."""
+    clips = sorted({r.clip_s for o in outcomes if o.available for r in o.value.rows})
+    rows, tones = [], []
     for o in outcomes:
+        if not o.available:
+            continue
         result = o.value
         regressions = {id(r) for r in result.regressions()}
-        better = sum(1 for r in result.rows if id(r) not in regressions and r.verdict not in (NO_CHANGE, INSUFFICIENT))
-        bad = bad or bool(regressions)
-        geomean = f"×{result.geomean[0]:.2f} geomean, " if result.geomean else ""
-        parts.append(f"{o.title}: {geomean}slower at {len(regressions)}, faster at {better} "
-                     f"of {len(result.rows)} clip lengths")
-        geomean_ko = f"기하평균 ×{result.geomean[0]:.2f}, " if result.geomean else ""
-        parts_ko.append(f"{o.title}: {geomean_ko}클립 길이 {len(result.rows)}개 중 {len(regressions)}개 느림, "
-                        f"{better}개 빠름")
-    tone = ("bad" if bad else "good") if between_runs else ""
-    return Verdict("Changes", "변화", "; ".join(parts), tone, "; ".join(parts_ko))
+        groups = dict.fromkeys(r.case for r in result.rows) if by_case else {None: None}
+        for case in groups:
+            cells, cell_tones = {}, {}
+            for r in result.rows:
+                if by_case and r.case != case:
+                    continue
+                cells[r.clip_s], cell_tones[r.clip_s] = _ratio_cell(r), _matrix_tone(r, regressions)
+            name = (case or "all") if by_case else f"{result.b_label} vs {result.a_label}"
+            rows.append([name, *[cells.get(c, "-") for c in clips]])
+            tones.append(["", *[cell_tones.get(c, "muted") for c in clips]])
+    first = "Case" if by_case else "B vs A"
+    return Table(f"matrix:{key}", [first, *[f"{c:g} s" for c in clips]], rows, tones,
+                 caption=f"{METRIC_CAPTIONS.get(key, key)}; green: significantly better, red: significantly worse, "
+                         "plain: no significant difference, grey: too few successful repeats (compare.py's verdict).",
+                 empty="No case is in both A and B.")
 
 
 def budget_table(outcome: Outcome) -> Table:

@@ -11,6 +11,21 @@ from .sections import build_model
 
 FORMATS = ("pdf", "html", "md")
 PROSE_FILE = "research_log.toml"
+ANSWERS_FILE = "answers.json"  # page 1's sentences, for the Slack digest (bench post, bench nightly)
+
+
+def answers_payload(model: ReportModel) -> dict:
+    return {"suite": model.suite, "run_id": model.run_id, "against": model.against,
+            "answers": [{"topic": v.topic, "topic_ko": v.topic_ko, "text": v.text, "text_ko": v.text_ko,
+                         "tone": v.tone} for v in model.verdicts]}
+
+
+def write_answers(model: ReportModel, path: Path) -> Path:
+    """Page 1's answers as JSON beside the report, so the digest posts the same sentences."""
+    import json
+
+    path.write_text(json.dumps(answers_payload(model), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return path
 
 
 @dataclass(frozen=True)
@@ -57,8 +72,11 @@ def write_reports(run: str | Path, *, against: str | Path | None = None, formats
     model = build_model(run, against=against, db_url=db_url, trend_nights=trend_nights)
     folder = _out_dir(out, model.run_id)
     paths = [_write_format(model, fmt, folder) for fmt in FORMATS if fmt in formats]
+    if "pdf" in formats:  # the digest posts the PDF with these sentences
+        paths.append(write_answers(model, folder / ANSWERS_FILE))
     if research_log:
-        paths += _write_log(build_log(model, research_log, prose_fields), folder)
+        pdf_link = "report.pdf" if (folder / "report.pdf").is_file() else None  # beside the log, for any --out
+        paths += _write_log(build_log(model, research_log, prose_fields, pdf_link=pdf_link), folder)
     return ReportFiles(model, folder, paths)
 
 

@@ -20,7 +20,7 @@ from ..analysis.summary import summarise
 from ..analysis.warnings import (device_memory_warnings, gpu_run_warnings, other_process_warnings, quality_warnings,
                                  run_warnings, sampler_warnings)
 from ..errors import Interrupted, UserError
-from ..measure.environment import capture_environment, diff_environments, environment_warnings
+from ..measure.environment import capture_environment, diff_environments, environment_warnings, source_commits
 from ..measure.gpu import resolve_device as gpu_resolve_device
 from ..pipeline import check_factory_args, resolve_factory
 from ..store.locks import FileLock
@@ -340,6 +340,7 @@ def _runs_single_pass(case: Case) -> bool:
 
 def _manifest(suite: Suite, run_id: str, device: str, argv: list[str], notes: list[str]) -> dict[str, Any]:
     env = capture_environment(cwd=Path.cwd())
+    env["sources"] = source_commits(suite.pipeline)
     return {
         "format_version": 1, "run_id": run_id, "status": "running", "argv": list(argv),
         "started_at": now_iso(), "ended_at": None, "benchrunner_version": __version__,
