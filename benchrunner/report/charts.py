@@ -339,12 +339,21 @@ def _height_in(chart: Chart) -> float:
         rows = max((len(p["regions"]) for p in panels), default=1)
         return 0.8 + (0.7 + 0.28 * rows) * math.ceil(len(panels) / 2)
     if chart.key in ("util", "sweep"):
-        return 3.2
-    return 3.9
+        return 2.6
+    if chart.key == "util_clip":
+        return 3.6
+    return 3.4
+
+
+NARROW = ("latency", "memory", "util", "sweep")  # one panel: drawn 7 in wide, so its text stays large in the PDF
+
+
+def _width_in(chart: Chart) -> float:
+    return 7.0 if chart.key in NARROW else WIDTH_IN
 
 
 def figure(chart: Chart) -> Figure:
-    fig = Figure(figsize=(WIDTH_IN, _height_in(chart)), layout="constrained")
+    fig = Figure(figsize=(_width_in(chart), _height_in(chart)), layout="constrained")
     DRAW[chart.key](fig, chart.data)
     return fig
 
@@ -362,7 +371,7 @@ def render(chart: Chart, kind: str) -> bytes:
 
 
 def size_in(chart: Chart) -> tuple[float, float]:
-    return WIDTH_IN, _height_in(chart)
+    return _width_in(chart), _height_in(chart)
 
 
 def drawing(chart: Chart, width_pt: float):

@@ -111,7 +111,10 @@ def _col_widths(styles: _Styles, table: Table) -> list[float]:
     return [w * grow for w in widths] if grow > 1 else widths
 
 
-def table_flowables(styles: _Styles, table: Table) -> list:
+def table_flowables(styles: _Styles, table: Table, keep: bool = True) -> list:
+    """The table and its caption; a short table as one KeepTogether (``keep``), unless the
+    caller already keeps it with its heading (nested KeepTogethers push whole sections to a
+    new page)."""
     if not table.rows:
         return [styles.p(table.empty)]
     right = table.numeric()
@@ -131,7 +134,7 @@ def table_flowables(styles: _Styles, table: Table) -> list:
     rl.setStyle(TableStyle(commands))
     tail = styles.p(table.caption, styles.caption) if table.caption else Spacer(1, 6)
     if len(table.rows) <= KEEP_WHOLE_ROWS:
-        return [KeepTogether([rl, tail])]
+        return [KeepTogether([rl, tail])] if keep else [rl, tail]
     # a long table: start it only where its header and MIN_ROWS rows fit, so no row is orphaned
     return [CondPageBreak(12 * mm + MIN_ROWS * 5 * mm), rl, tail]
 
@@ -170,7 +173,7 @@ def section_flowables(styles: _Styles, section: Section) -> list:
     if blocks and isinstance(blocks[0], Chart):  # a heading keeps with its first chart or table
         first += chart_flowables(styles, blocks.pop(0))
     elif blocks and isinstance(blocks[0], Table) and len(blocks[0].rows) <= KEEP_WHOLE_ROWS:
-        first += table_flowables(styles, blocks.pop(0))
+        first += table_flowables(styles, blocks.pop(0), keep=False)
     out.append(KeepTogether(first))
     for i, block in enumerate(blocks):
         if block is None:  # already placed with the line that introduces it
@@ -182,7 +185,8 @@ def section_flowables(styles: _Styles, section: Section) -> list:
         else:  # a line that introduces the table or chart after it stays on its page
             leads = i + 1 < len(blocks) and isinstance(blocks[i + 1], (Table, Chart))
             if leads and isinstance(blocks[i + 1], Table) and len(blocks[i + 1].rows) <= KEEP_WHOLE_ROWS:
-                out.append(KeepTogether([styles.p(str(block), styles.body), *table_flowables(styles, blocks[i + 1])]))
+                out.append(KeepTogether([styles.p(str(block), styles.body),
+                                         *table_flowables(styles, blocks[i + 1], keep=False)]))
                 blocks[i + 1] = None
             else:
                 out.append(styles.p(str(block), styles.lead if leads else styles.body))
