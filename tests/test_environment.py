@@ -380,3 +380,28 @@ def test_every_warning_has_a_fix():
     warnings = environment_warnings(env)
     assert len(warnings) == 3
     assert all(isinstance(w, ValidityWarning) and w.message and w.fix for w in warnings)
+
+
+def test_source_commits_come_from_where_the_code_lives_not_the_working_directory(tmp_path, monkeypatch):
+    """The pipeline's and benchrunner's commits are read from their own folders, so a run
+    started from any directory (here one outside every repository) still records them."""
+    import subprocess
+    from pathlib import Path
+
+    import benchrunner
+    from benchrunner.measure.environment import source_commits
+
+    monkeypatch.chdir(tmp_path)
+    root = Path(benchrunner.__file__).resolve().parent
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    found = source_commits("benchrunner.pipelines.reference:build")
+    if head.returncode == 0:
+        assert found["benchrunner"]["commit"] == head.stdout.strip()
+        assert found["pipeline"]["commit"] == head.stdout.strip()
+    outside = tmp_path / "outside_pipe.py"
+    outside.write_text("def build():\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    alone = source_commits("outside_pipe:build")
+    assert alone["pipeline"]["commit"] is None and "not a git repository" in alone["pipeline"]["error"]
+    missing = source_commits("no_such_module_xyz:build")
+    assert missing["pipeline"]["commit"] is None and "cannot locate" in missing["pipeline"]["error"]

@@ -374,3 +374,28 @@ def test_fake_slack_accepts_multipart_upload(token):
                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
         assert urllib.request.urlopen(up, timeout=5).status == 200
     assert slack.uploads[got["file_id"]] == data
+
+
+def test_digest_opens_with_the_reports_answers_then_the_alerts():
+    answers = [("Hybrid vs chunked", "hybrid@32 vs chunked: 1.09× faster at 20 s (95% CI 1.02-1.16)"),
+               ("Best threshold", "32 s; 30, 35 s cannot be told apart from it <noise>")]
+    d = build_digest(digest_input(answers=answers, alerts=["p50 slower at 30 s"]))
+    assert d.blocks[0]["type"] == "header"
+    first = d.blocks[1]["text"]["text"]
+    assert first.startswith("*Hybrid vs chunked*: hybrid@32 vs chunked: 1.09× faster")
+    assert "&lt;noise&gt;" in first  # escaped like every other mrkdwn text
+    assert d.blocks[2]["text"]["text"].startswith(":rotating_light:")
+    assert d.text.splitlines()[1].startswith("Hybrid vs chunked: hybrid@32")
+    # answers too long for one section get one section each, each within the limit
+    long = [(f"Q{i}", "x" * 1200) for i in range(4)]
+    blocks = build_digest(digest_input(answers=long)).blocks
+    assert [b["text"]["text"][:4] for b in blocks[1:5]] == ["*Q0*", "*Q1*", "*Q2*", "*Q3*"]
+    assert all(len(b["text"]["text"]) <= MAX_SECTION_CHARS for b in blocks if b["type"] == "section")
+    assert len(blocks) <= MAX_BLOCKS
+
+
+def test_digest_header_says_nightly_once():
+    for suite, header in (("nightly", "nightly: run R1"), ("asr-nightly", "asr-nightly: run R1"),
+                          ("quick", "quick nightly: run R1")):
+        d = build_digest(digest_input(suite=suite, run_id="R1"))
+        assert d.blocks[0]["text"]["text"] == header

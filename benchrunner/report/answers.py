@@ -19,6 +19,7 @@ from .messages import failure_kind_ko, warning_title_ko
 from .model import RunView, Verdict
 
 FASTER_WORDS = {"faster", "lower", "fewer failures"}
+SMALL_N = 10  # fewer successful repeats a side than this: the answer says only large differences can show
 BUDGETS_KO = {"p50_latency_ms": "지연 시간 중앙값(ms)", "p90_latency_ms": "지연 시간 p90(ms)",
               "p99_latency_ms": "지연 시간 p99(ms)",
               "peak_memory_gb": "최대 메모리(GiB)", "failure_rate": "실패율", "throughput_clips_per_s": "처리량(클립/s)"}
@@ -94,6 +95,10 @@ def pair_sentence(result, view: RunView | None = None) -> tuple[str, str, str]:
     if not result.rows:
         en.append("no clip length measured by both")
         ko.append("두 모드가 함께 측정한 클립 길이가 없음")
+    n_min = min((min(r.n_a, r.n_b) for r in result.rows), default=0)
+    if 0 < n_min < SMALL_N:
+        en.append(f"few repeats (n = {n_min} at the fewest), so only large differences can show")
+        ko.append(f"반복이 적어(최소 {n_min}회) 큰 차이만 드러남")
     slower = any(speedup(r)[3] == "slower" for r in sig)
     faster = any(speedup(r)[3] == "faster" for r in sig)
     tone = "warn" if slower and faster else "bad" if slower else "good" if faster else ""

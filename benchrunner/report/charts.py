@@ -342,7 +342,7 @@ def _height_in(chart: Chart) -> float:
         return 2.6
     if chart.key == "util_clip":
         return 3.6
-    return 3.4
+    return 3.3
 
 
 NARROW = ("latency", "memory", "util", "sweep")  # one panel: drawn 7 in wide, so its text stays large in the PDF

@@ -141,7 +141,7 @@ def table_flowables(styles: _Styles, table: Table, keep: bool = True) -> list:
 
 def chart_flowables(styles: _Styles, chart: Chart) -> list:
     width_in, height_in = charts.size_in(chart)
-    width = FRAME_W * (0.86 if chart.key in WIDE_CHARTS else 0.6)
+    width = FRAME_W * (0.86 if chart.key in WIDE_CHARTS else 0.5)
     if width * height_in / width_in > FRAME_H - 30 * mm:
         width = (FRAME_H - 30 * mm) * width_in / height_in
     drawing = charts.drawing(chart, width)
