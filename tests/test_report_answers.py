@@ -84,7 +84,7 @@ def test_page_one_against_the_baseline_names_what_got_slower(against):
     page = _flat(pdf_text(against.out_dir / "report.pdf", 1, 1))
     answer = next(v for v in against.model.verdicts if v.topic == "Against the baseline night")
     assert answer.tone == "bad"
-    assert answer.text.startswith("against 20250228-020000-night: slower at ")
+    assert answer.text.startswith("against 20250228-020000-night: slower at 36 of 36 cases, largest: ")
     assert re.search(r"\d\.\d\d× slower \(95% CI 1\.\d\d-1\.\d\d\)", answer.text)
     assert "latency geometric mean ×1.1" in answer.text and ": slower)" in answer.text
     assert "slower at" in page and "Against the baseline night" in page

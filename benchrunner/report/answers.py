@@ -246,8 +246,10 @@ def _case_clip(row) -> str:
 
 
 def _run_phrase(result, rows, lang: str) -> str:
+    """'k of n cases, largest: <case clip> 1.16× slower (95% CI ...), ...' (the three largest)."""
+    shown = sorted(rows, key=lambda r: -(speedup(r)[0] if speedup(r) else 0.0))[:3]
     out = []
-    for r in rows[:4]:
+    for r in shown:
         s = speedup(r)
         if result.metric == "failure":
             out.append(f"{_case_clip(r)} ({r.failures_a} → {r.failures_b})")
@@ -259,9 +261,10 @@ def _run_phrase(result, rows, lang: str) -> str:
                 out.append(f"{_case_clip(r)} {f:.2f}배 {word_ko} (95% 신뢰구간 {lo:.2f}-{hi:.2f})")
             else:
                 out.append(f"{_case_clip(r)} {f:.2f}× {word} (95% CI {lo:.2f}-{hi:.2f})")
-    if len(rows) > 4:
-        out.append(f"and {len(rows) - 4} more" if lang == "en" else f"외 {len(rows) - 4}건")
-    return ", ".join(out)
+    total = len(result.rows)
+    if lang == "ko":
+        return f"케이스 {total}개 중 {len(rows)}개" + (f", 가장 큰 차이: " if len(rows) > 1 else ": ") + ", ".join(out)
+    return f"{len(rows)} of {total} cases" + (", largest: " if len(rows) > 1 else ": ") + ", ".join(out)
 
 
 def against_answer(runs: list[Outcome], base_id: str | None) -> Verdict:
