@@ -164,7 +164,7 @@ def _util(fig: Figure, data: dict) -> None:
         style = mode_style(i)
         ax.plot(_nan(s["t_s"]), _nan(s["value"]), lw=1.0, color=style["color"], ls=style["ls"], label=s["label"])
     ax.set(xlabel="Time since the clip length's cases started (s)", ylabel=data["ylabel"], ylim=(0, 105))
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
 
 
 def _util_clip(fig: Figure, data: dict) -> None:
@@ -179,7 +179,7 @@ def _util_clip(fig: Figure, data: dict) -> None:
     left.set(ylabel=data["ylabel"], ylim=(0, 105), title="Utilisation")
     right.set(ylabel="Real-time factor (latency / clip length)", title="Speed (lower is faster)")
     right.set_ylim(bottom=0)
-    left.legend(loc="lower right", ncols=2)
+    left.legend(loc="best", ncols=2)
 
 
 def _failure_cell(text: str) -> float:
