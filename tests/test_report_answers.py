@@ -132,7 +132,7 @@ def test_memory_chart_of_a_cpu_run_keeps_the_lines_off_zero(tmp_path):
     """A CPU run peaks near 0.2 GiB; a 60 GB budget must not flatten it onto the axis."""
     run = make_synthetic_run(tmp_path, repeats=3, clips=(5.0, 30.0), failures=False, memory_scale=0.005,
                              budgets={"peak_memory_gb": 60})
-    from benchrunner.report.model import build_model
+    from benchrunner.report.sections import build_model
 
     chart = next(b for b in build_model(run).section("memory").blocks if b.key == "memory")
     axis = chart.data["axis"]
