@@ -210,3 +210,13 @@ def test_english_research_log_has_no_korean(against):
         text = (against.out_dir / name).read_text(encoding="utf-8")
         assert not HANGUL.findall(text), HANGUL.findall(text)[:10]
         assert "Best threshold" in text and "Hybrid vs chunked" in text
+
+
+def test_every_warning_code_has_korean_text():
+    """The Korean log translates warnings by id: a new ValidityWarning code needs an entry."""
+    from benchrunner.report.messages import WARNINGS_KO
+
+    root = Path(__file__).resolve().parents[1] / "benchrunner"
+    source = "\n".join(p.read_text(encoding="utf-8") for p in root.rglob("*.py"))
+    codes = set(re.findall(r'ValidityWarning\(\s*"([a-z_0-9]+)"', source))
+    assert len(codes) >= 10 and not codes - set(WARNINGS_KO), sorted(codes - set(WARNINGS_KO))

@@ -26,6 +26,8 @@ WARNINGS_KO: dict[str, tuple[str, str]] = {
     "util_source_change": ("측정 중 GPU 활용률의 측정 방식이 바뀜", "같은 측정 방식의 케이스끼리만 비교하고 재측정"),
     "quality_unavailable": ("일부 케이스의 출력 품질을 단일 처리 결과와 비교하지 못함", "단일 처리가 성공하는 조건에서 품질 기준을 다시 측정"),
     "busy_machine": ("측정 중 다른 작업이 장치를 사용함", "장치가 한가할 때 재측정"),
+    "device_mem_blank": ("장치 전체 메모리(device_mem_bytes)를 읽지 못해 비어 있음; 할당자 기준 최대 메모리는 측정됨",
+                         "컨테이너를 호스트의 프로세스 이름공간으로 실행하여 GPU 관리 라이브러리가 작업 프로세스를 보게 함"),
 }
 FAILURE_KINDS_KO = {"oom": "메모리 부족", "error": "오류", "timeout": "시간 초과", "crash": "비정상 종료"}
 DEVICE_KO = {"cpu": "CPU", "cuda": "GPU", "auto": "자동"}
