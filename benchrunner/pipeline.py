@@ -142,6 +142,10 @@ def load_pipeline(spec: str, args: Mapping[str, Any], *, device: str) -> Pipelin
         raise UserError(f"suite: pipeline: {spec} returned {type(pipeline).__name__}, expected benchrunner.Pipeline")
     if not pipeline.stages:
         raise UserError(f"suite: pipeline: {spec} returned a pipeline with no stages")
+    reserved = sorted({"total", "split", "merge"} & set(pipeline.stage_names()))
+    if reserved:
+        raise UserError(f"suite: pipeline: {spec}: stage name {reserved[0]!r} is reserved for the harness's own "
+                        "rows (expected another name)")
     for module in pipeline.modules:
         module.eval()
     pipeline.device = device

@@ -30,6 +30,7 @@ class ChunkConfig:
     overlap_s: float = 1.0
     max_retries: int = 2
     batch: int = 1
+    merge_on_cpu: bool = False  # keep the merged output buffer in host memory (off the GPU)
 
 
 @dataclass(frozen=True)
@@ -219,12 +220,13 @@ def _variants(r: _Reader) -> dict[str, dict[str, Any]]:
 
 
 def _chunk_config(r: _Reader) -> ChunkConfig:
-    c = r.table("chunk", ("window_s", "overlap_s", "max_retries", "batch"))
+    c = r.table("chunk", ("window_s", "overlap_s", "max_retries", "batch", "merge_on_cpu"))
     config = ChunkConfig(
         window_s=float(c.get("window_s", _positive, "positive seconds", 10.0)),
         overlap_s=float(c.get("overlap_s", lambda v: _is_number(v) and v >= 0, "seconds >= 0", 1.0)),
         max_retries=c.get("max_retries", _int_at_least(0), "an integer >= 0", 2),
         batch=c.get("batch", _int_at_least(1), "an integer >= 1", 1),
+        merge_on_cpu=c.get("merge_on_cpu", lambda v: isinstance(v, bool), "true or false", False),
     )
     if config.overlap_s >= config.window_s:
         raise c.fail("overlap_s", f"{config.overlap_s:g} is not smaller than window_s = {config.window_s:g} "

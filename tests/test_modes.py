@@ -90,7 +90,90 @@ def test_batched_chunks_match_unbatched_and_run_fewer_calls():
         two = execute_mode(parse_mode("chunked"), pipeline, clip, 40, timer, ChunkedMode(10, 1, batch=2))
     assert output_deviation(one.output, two.output).snr_db > 80
     # chunks 2 and 3 have equal context lengths (11 s + ... ) and are batched; 4 chunks -> 3 groups x 4 stages
-    assert len(timer.calls) < 4 * 4
+    stage_calls = [c for c in timer.calls if c.split("/")[1] not in ("split", "merge")]
+    assert len(stage_calls) < 4 * 4
+
+
+def _merge_all_at_once(pieces, streams, clip_s, overlap_s):
+    """The merge as it was before streaming: every chunk output kept, one float64 accumulator."""
+    from benchrunner.run.modes.merge import context_span, time_slice
+    merged = {}
+    for name, stream in streams.items():
+        first = pieces[0][1][name]
+        axis = stream.time_axis % first.dim()
+        rate = stream.rate_hz
+        total = round(clip_s * rate)
+        shape = list(first.shape)
+        shape[axis] = total
+        acc = torch.zeros(shape, dtype=torch.float64)
+        weight_sum = torch.zeros(total, dtype=torch.float64)
+        view = [1] * len(shape)
+        view[axis] = -1
+        for k, (chunk, out) in enumerate(pieces):
+            out = out[name]
+            start = round(context_span(chunk, clip_s, overlap_s)[0] * rate)
+            length = min(out.shape[axis], total - start)
+            w = crossfade_weights(torch.arange(start, start + length), rate, chunk, overlap_s, first=k == 0,
+                                  last=k == len(pieces) - 1)
+            time_slice(acc, axis, start, start + length).add_(time_slice(out, axis, 0, length).double() * w.view(view))
+            weight_sum[start:start + length] += w
+        merged[name] = (acc / weight_sum.clamp_min(1e-12).view(view)).to(first.dtype)
+    return merged
+
+
+@pytest.mark.parametrize("clip_s,window_s,overlap_s", [(30, 10, 1), (25, 10, 1), (17.3, 4, 0.5), (12, 5, 0)])
+def test_streaming_merge_is_bit_identical_to_merging_all_at_once(clip_s, window_s, overlap_s):
+    from benchrunner.run.modes.merge import StreamingMerge, context_span, cut
+    pipeline = build_reference("tiny")
+    clip = pipeline.make_clip(clip_s, 0)
+    table = plan_chunks(clip_s, window_s)
+    with torch.inference_mode():
+        pieces = [(c, _run_all(pipeline, cut(clip, pipeline.inputs, *context_span(c, clip_s, overlap_s))))
+                  for c in table]
+    expected = _merge_all_at_once(pieces, pipeline.outputs, clip_s, overlap_s)
+    merger = StreamingMerge(pipeline.outputs, clip_s, overlap_s, table)
+    for chunk, output in pieces:
+        merger.add(chunk, output)
+    got = merger.result()
+    for name in expected:
+        assert got[name].dtype == expected[name].dtype
+        assert torch.equal(got[name], expected[name]), name
+
+
+def _run_all(pipeline, value):
+    for stage in pipeline.stages:
+        value = stage.fn(value)
+    return value
+
+
+def test_streaming_merge_keeps_only_the_overlap_tail():
+    """After each chunk, the pending float64 tail spans at most the next chunk's context overlap."""
+    from benchrunner.run.modes.merge import StreamingMerge
+    pipeline = testing_pipelines.build()
+    clip_s, window_s, overlap_s = 60, 5, 0.5
+    table = plan_chunks(clip_s, window_s)
+    merger = StreamingMerge(pipeline.outputs, clip_s, overlap_s, table)
+    rate = testing_pipelines.RATE
+    for chunk in table:
+        start = round(max(0, chunk.start_s - overlap_s) * rate)
+        end = round(min(clip_s, chunk.end_s + overlap_s) * rate)
+        merger.add(chunk, {"audio": torch.ones(1, end - start)})
+        state = merger._state["audio"]
+        assert state.weight.numel() <= 2 * overlap_s * rate + 1
+    assert torch.allclose(merger.result()["audio"], torch.ones(1, clip_s * rate))
+
+
+def test_chunked_mode_times_split_and_merge_as_their_own_rows():
+    from benchrunner.measure.timing import CpuStageTimer
+    pipeline = testing_pipelines.build()
+    clip = pipeline.make_clip(20, 0)
+    timer = CpuStageTimer()
+    timer.begin_repeat()
+    with torch.inference_mode():
+        execute_mode(parse_mode("chunked"), pipeline, clip, 20, timer, ChunkedMode(5, 0.5))
+    stage_ms = timer.end_repeat()
+    assert {"split", "merge", "smooth", "flaky", "busy"} == set(stage_ms)
+    assert stage_ms["merge"] > 0 and stage_ms["split"] > 0
 
 
 def test_hybrid_switches_at_the_threshold():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..store.results import OK, SCHEMA_VERSION, TOTAL_STAGE, now_iso
+from ..store.results import HARNESS_STAGES, OK, SCHEMA_VERSION, TOTAL_STAGE, now_iso
 from .cases import Case
 
 
@@ -56,7 +56,7 @@ def repeat_rows(case: Case, stages: list[str], m: RepeatMeasurement) -> list[dic
             "started_at": m.started_at}
     ok = m.status == OK
     rows = [{**base, "stage": stage, "latency_ms": (m.stage_ms or {}).get(stage) if ok else None}
-            for stage in stages]
+            for stage in stages + harness_stages(m.stage_ms)]
     rows.append({
         **base, "stage": TOTAL_STAGE, "latency_ms": m.total_ms if ok else None,
         "peak_mem_bytes": m.peak_mem_bytes, "peak_mem_growth_bytes": m.peak_mem_growth_bytes,
@@ -79,6 +79,11 @@ def apply_case_level_util(rows: list[dict[str, Any]], figure: dict[str, Any] | N
     for row in rows:
         if row.get("stage") == TOTAL_STAGE and row.get("util_source") == UTIL_SOURCE_CASE_LEVEL and figure:
             row.update(util_mean_pct=figure["mean"], util_p95_pct=figure["p95"], util_samples=figure["samples"])
+
+
+def harness_stages(stage_ms: dict[str, float] | None) -> list[str]:
+    """The harness's own rows (``split``, ``merge``) that this repeat timed: chunked execution only."""
+    return [stage for stage in HARNESS_STAGES if stage in (stage_ms or {})]
 
 
 def failure_rows(case: Case, stages: list[str], repeat: int, status: str, error: str) -> list[dict[str, Any]]:

@@ -26,6 +26,11 @@ TOTAL_STAGE = "total"
 OK, OOM, ERROR, TIMEOUT, CRASH = "ok", "oom", "error", "timeout", "crash"
 STATUSES = (OK, OOM, ERROR, TIMEOUT, CRASH)
 FAILURE_KINDS = (OOM, ERROR, TIMEOUT, CRASH)
+# Rows the harness adds for its own work in chunked execution: cutting the clip into chunks
+# and merging their outputs, so total = pipeline stages + split + merge + device sync.
+SPLIT_STAGE = "split"
+MERGE_STAGE = "merge"
+HARNESS_STAGES = (SPLIT_STAGE, MERGE_STAGE)
 
 SAMPLE_COLUMNS = [
     "schema_version", "run_id", "case_id", "suite", "pipeline", "variant", "mode", "threshold_s", "clip_s",

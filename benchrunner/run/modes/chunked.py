@@ -10,7 +10,8 @@ from ...pipeline import ChunkContext, Pipeline, reset_current_chunk, set_current
 from ...suite import ChunkConfig
 from ..failures import classify_exception, describe_exception, free_memory
 from .base import ChunkFailed, ChunkRecord, ModeResult, StageTimer, run_stages
-from .merge import context_span, cut, merge, plan_chunks
+from ...store.results import MERGE_STAGE, SPLIT_STAGE
+from .merge import StreamingMerge, context_span, cut, plan_chunks
 
 
 @dataclass(frozen=True)
@@ -19,17 +20,25 @@ class ChunkedMode(ChunkConfig):
 
     def run(self, pipeline: Pipeline, clip: dict, clip_s: float, timer: StageTimer, *,
             label: str = "chunked") -> ModeResult:
+        """Cut (timed as the ``split`` row), run chunk by chunk, and merge each chunk's output
+        as soon as it ends (timed as the ``merge`` row), so only the overlap tail is kept."""
         table = plan_chunks(clip_s, self.window_s)
-        inputs = [cut(clip, pipeline.inputs, *context_span(c, clip_s, self.overlap_s)) for c in table]
-        pieces: list[tuple[ChunkRecord, dict]] = []
+        with timer.measure(SPLIT_STAGE, f"{label}/{SPLIT_STAGE}"):
+            inputs = [cut(clip, pipeline.inputs, *context_span(c, clip_s, self.overlap_s)) for c in table]
+        merger = StreamingMerge(pipeline.outputs, clip_s, self.overlap_s, table,
+                                device="cpu" if self.merge_on_cpu else None)
         retries = 0
         for group in self._groups(table, inputs, pipeline.batchable):
             records = [table[i] for i in group]
             outputs, used = self._run_group(pipeline, records, _stack([inputs[i] for i in group]), timer,
                                             label, len(table))
             retries += used
-            pieces.extend(zip(records, outputs))
-        merged = merge(pieces, pipeline.outputs, clip_s, self.overlap_s)
+            with timer.measure(MERGE_STAGE, f"{label}/{MERGE_STAGE}/chunk{records[0].index}"):
+                for record, output in zip(records, outputs):
+                    merger.add(record, output)
+            del outputs
+        with timer.measure(MERGE_STAGE, f"{label}/{MERGE_STAGE}"):
+            merged = merger.result()
         return ModeResult(output=merged, executed_as="chunked", chunks=len(table), retries=retries,
                           chunk_table=table)
 

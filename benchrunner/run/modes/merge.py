@@ -64,35 +64,116 @@ def crossfade_weights(positions: torch.Tensor, rate_hz: float, chunk: ChunkRecor
 
 def merge(pieces: list[tuple[ChunkRecord, dict]], streams: Mapping[str, Stream], clip_s: float,
           overlap_s: float) -> dict[str, torch.Tensor]:
-    """Overlap-add the chunk outputs of every stream in ``streams`` back onto one time line."""
-    merged = {}
-    for name, stream in streams.items():
-        merged[name] = _merge_stream(name, stream, pieces, clip_s, overlap_s)
-    return merged
+    """Overlap-add the chunk outputs of every stream in ``streams`` back onto one time line
+    (all pieces at once; the same arithmetic as :class:`StreamingMerge`)."""
+    merger = StreamingMerge(streams, clip_s, overlap_s, [chunk for chunk, _ in pieces])
+    for chunk, output in pieces:
+        merger.add(chunk, output)
+    return merger.result()
 
 
-def _merge_stream(name: str, stream: Stream, pieces: list[tuple[ChunkRecord, dict]], clip_s: float,
-                  overlap_s: float) -> torch.Tensor:
-    axis = stream.time_axis
-    first_out = _stream_of(pieces[0][1], name)
-    axis = axis % first_out.dim()
-    rate = stream.rate_hz or _inferred_rate(first_out, axis, *context_span(pieces[0][0], clip_s, overlap_s))
-    total = round(clip_s * rate)
-    shape = list(first_out.shape)
-    shape[axis] = total
-    acc = torch.zeros(shape, dtype=torch.float64, device=first_out.device)
-    weight_sum = torch.zeros(total, dtype=torch.float64, device=first_out.device)
-    view = [1] * len(shape)
-    view[axis] = -1
-    for k, (chunk, output) in enumerate(pieces):
-        out = _stream_of(output, name)
-        start = round(context_span(chunk, clip_s, overlap_s)[0] * rate)
-        length = min(out.shape[axis], total - start)
+class StreamingMerge:
+    """Overlap-add that merges each chunk's output as soon as the chunk ends.
+
+    The output buffer is allocated in the output's dtype (on the output's device, or on
+    ``device`` when given, e.g. "cpu" to keep it off the GPU) when the first chunk arrives.
+    What no later chunk can touch any more (everything before the next chunk's context
+    starts) is written into the buffer at once; only the overlap tail is kept, as a float64
+    sum of weighted outputs and a sum of weights. Positions are summed in chunk order from
+    zero and divided by the weight sum, as an all-at-once merge would, so the result is
+    bit-identical; peak memory is one chunk's output plus the output buffer, not every
+    chunk's output plus a float64 copy of the whole clip.
+    """
+
+    def __init__(self, streams: Mapping[str, Stream], clip_s: float, overlap_s: float,
+                 table: list[ChunkRecord], device: str | torch.device | None = None):
+        self.streams, self.clip_s, self.overlap_s, self.table = streams, clip_s, overlap_s, table
+        self.device = device
+        self._state: dict[str, _StreamState] = {}
+
+    def add(self, chunk: ChunkRecord, output: dict) -> None:
+        """Merge the output of ``chunk`` (chunks must arrive in order)."""
+        for name, stream in self.streams.items():
+            out = _stream_of(output, name)
+            state = self._state.get(name)
+            if state is None:
+                state = self._state[name] = _StreamState.start(stream, out, self.table[0], self.clip_s,
+                                                               self.overlap_s, self.device)
+            state.add(out, chunk, self.table, self.clip_s, self.overlap_s)
+
+    def result(self) -> dict[str, torch.Tensor]:
+        missing = [name for name, state in self._state.items() if state.written < state.total]
+        if missing or len(self._state) != len(self.streams):
+            raise ValueError(f"merge: streams {missing or sorted(set(self.streams) - set(self._state))} "
+                             "did not receive every chunk")
+        return {name: state.buffer for name, state in self._state.items()}
+
+
+class _StreamState:
+    """One output stream of a streaming merge: the buffer, and the pending overlap tail
+    ``[written, written + tail length)`` as float64 weighted sums and weight sums."""
+
+    def __init__(self, axis: int, rate: float, total: int, buffer: torch.Tensor, dtype: torch.dtype):
+        self.axis, self.rate, self.total, self.buffer, self.dtype = axis, rate, total, buffer, dtype
+        self.written = 0
+        self.acc: torch.Tensor | None = None
+        self.weight: torch.Tensor | None = None
+
+    @classmethod
+    def start(cls, stream: Stream, first_out: torch.Tensor, first_chunk: ChunkRecord, clip_s: float,
+              overlap_s: float, device) -> "_StreamState":
+        axis = stream.time_axis % first_out.dim()
+        rate = stream.rate_hz or _inferred_rate(first_out, axis, *context_span(first_chunk, clip_s, overlap_s))
+        total = round(clip_s * rate)
+        shape = list(first_out.shape)
+        shape[axis] = total
+        buffer = torch.empty(shape, dtype=first_out.dtype, device=device if device is not None else first_out.device)
+        return cls(axis, rate, total, buffer, first_out.dtype)
+
+    def add(self, out: torch.Tensor, chunk: ChunkRecord, table: list[ChunkRecord], clip_s: float,
+            overlap_s: float) -> None:
+        axis = self.axis
+        start = round(context_span(chunk, clip_s, overlap_s)[0] * self.rate)
+        length = min(out.shape[axis], self.total - start)
         positions = torch.arange(start, start + length, device=out.device)
-        w = crossfade_weights(positions, rate, chunk, overlap_s, first=k == 0, last=k == len(pieces) - 1)
-        time_slice(acc, axis, start, start + length).add_(time_slice(out, axis, 0, length).double() * w.view(view))
-        weight_sum[start:start + length] += w
-    return (acc / weight_sum.clamp_min(1e-12).view(view)).to(first_out.dtype)
+        last = chunk.index == len(table) - 1
+        w = crossfade_weights(positions, self.rate, chunk, overlap_s, first=chunk.index == 0, last=last)
+        view = [1] * out.dim()
+        view[axis] = -1
+        self._extend(self.total if last else start + length, out)
+        lo = start - self.written
+        time_slice(self.acc, axis, lo, lo + length).add_(time_slice(out, axis, 0, length).double() * w.view(view))
+        self.weight[lo:lo + length] += w
+        done_until = self.total if last else round(context_span(table[chunk.index + 1], clip_s, overlap_s)[0]
+                                                       * self.rate)
+        self._flush(min(done_until, self.written + self.weight.numel()), view)
+
+    def _extend(self, end: int, out: torch.Tensor) -> None:
+        """Grow the pending tail (zeros) to cover positions up to ``end``."""
+        have = 0 if self.acc is None else self.weight.numel()
+        need = end - self.written
+        if need <= have:
+            return
+        shape = list(out.shape)
+        shape[self.axis] = need - have
+        more_acc = torch.zeros(shape, dtype=torch.float64, device=out.device)
+        more_weight = torch.zeros(need - have, dtype=torch.float64, device=out.device)
+        if self.acc is None:
+            self.acc, self.weight = more_acc, more_weight
+        else:
+            self.acc = torch.cat([self.acc, more_acc], dim=self.axis)
+            self.weight = torch.cat([self.weight, more_weight])
+
+    def _flush(self, until: int, view: list[int]) -> None:
+        """Write the finished positions ``[written, until)`` into the buffer; keep the rest."""
+        count = until - self.written
+        if count <= 0:
+            return
+        part = time_slice(self.acc, self.axis, 0, count) / self.weight[:count].clamp_min(1e-12).view(view)
+        time_slice(self.buffer, self.axis, self.written, until).copy_(part.to(self.dtype))
+        self.acc = time_slice(self.acc, self.axis, count, self.weight.numel()).clone()
+        self.weight = self.weight[count:].clone()
+        self.written = until
 
 
 def _stream_of(output: dict, name: str) -> torch.Tensor:
