@@ -74,6 +74,7 @@ class Suite:
     results_dir: Path
     interleave: bool = True
     timer: str = "auto"   # "auto" (CUDA events on CUDA) or "sync" (synchronize all devices per stage)
+    input_loading: str = "before"   # "before" the measured call, or "overlap" (a prefetch thread during it)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def variant_args(self, variant: str) -> dict[str, Any]:
@@ -128,7 +129,8 @@ def _positive_list(v: Any) -> bool:
 
 TOP_LEVEL_KEYS = ("name", "description", "pipeline", "pipeline_args", "variants", "device", "clip_lengths_s",
                   "modes", "hybrid_thresholds_s", "chunk", "repeats", "warmup", "timeout_s", "memory_limit_gb",
-                  "inputs", "seed", "sampler", "budgets", "results_dir", "interleave", "timer")
+                  "inputs", "seed", "sampler", "budgets", "results_dir", "interleave", "timer",
+                  "input_loading")
 
 
 def load_suite(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Suite:
@@ -193,6 +195,8 @@ def validate_suite(raw: dict[str, Any], path: Path) -> Suite:
                                "results")),
         interleave=r.get("interleave", lambda v: isinstance(v, bool), "true or false", True),
         timer=r.get("timer", lambda v: v in TIMERS, " or ".join(f'"{k}"' for k in TIMERS), "auto"),
+        input_loading=r.get("input_loading", lambda v: v in ("before", "overlap"), '"before" or "overlap"',
+                            "before"),
         raw=raw,
     )
 

@@ -90,6 +90,7 @@ class CompareResult:
     env_diff: list[tuple[str, str | None, str | None]]
     notes: list[str]
     min_effect: float = 0.02
+    design: str = stats.UNPAIRED  # paired: per-round ratios of alternating rounds; unpaired: independent samples
 
     def regressions(self) -> list[CompareRow]:
         """Rows whose verdict is this metric's regression (slower, higher memory, more
@@ -154,10 +155,12 @@ def compare(a: str, b: str, *, run: str | Path | None = None, results_dir: Path 
         return compare_runs(a, b, results_dir=results_dir, metric=metric, stage=stage,
                             all_stages=all_stages, min_effect=min_effect, seed=seed)
     data = load_run(run, results_dir)
-    frame_a, label_a = select(data, sel_a or _variant_selector(a, data, "A"))
-    frame_b, label_b = select(data, sel_b or _variant_selector(b, data, "B"))
+    side_a, side_b = sel_a or _variant_selector(a, data, "A"), sel_b or _variant_selector(b, data, "B")
+    frame_a, label_a = select(data, side_a)
+    frame_b, label_b = select(data, side_b)
     result = compare_frames(frame_a, frame_b, a_label=label_a, b_label=label_b, metric=metric, stage=stage,
-                            min_effect=min_effect, seed=seed, all_stages=all_stages)
+                            min_effect=min_effect, seed=seed, all_stages=all_stages,
+                            paired=measured_in_alternating_rounds(data.manifest, frame_a, frame_b))
     notes = [f"run: {data.run_id} ({data.path})", *_status_notes(data), *result.notes]
     return replace(result, notes=notes)
 
@@ -261,9 +264,25 @@ def metric_spec(metric: str) -> MetricSpec:
     return METRICS[metric]
 
 
+def measured_in_alternating_rounds(manifest: dict, samples_a: pd.DataFrame, samples_b: pd.DataFrame) -> bool:
+    """Whether two sides of one run were measured in alternating rounds (repeat r of each in
+    round r), so a paired comparison applies: two modes of one variant when the run
+    interleaved modes; anything involving two variants only when it interleaved variants
+    (manifest ``design``; a run from before it recorded one interleaved modes when its suite
+    did, the default, and never variants)."""
+    design = manifest.get("design") or {}
+    as_loaded = (manifest.get("suite") or {}).get("as_loaded") or {}
+    modes = design.get("modes", "interleaved" if as_loaded.get("interleave", True) else "sequential")
+    variants_a, variants_b = _value_set(samples_a["variant"]), _value_set(samples_b["variant"])
+    if variants_a == variants_b and len(variants_a) == 1:
+        return modes == "interleaved"
+    return design.get("variants") == "interleaved"
+
+
 def compare_frames(samples_a: pd.DataFrame, samples_b: pd.DataFrame, *, a_label: str, b_label: str,
                    metric: str = "latency", stage: str = "total", min_effect: float = 0.02, seed: int = 0,
-                   all_stages: bool = False, match_on: Sequence[str] | None = None) -> CompareResult:
+                   all_stages: bool = False, match_on: Sequence[str] | None = None, paired: bool = False,
+                   min_effect_by_case: dict[tuple, float] | None = None) -> CompareResult:
     """B against A over two samples.csv frames (pure: no I/O).
 
     Cases are matched by ``match_on`` (default: the case key columns CASE_KEY, less those
@@ -281,16 +300,19 @@ def compare_frames(samples_a: pd.DataFrame, samples_b: pd.DataFrame, *, a_label:
     rows, pairs = [], []
     for key in sorted(common, key=labeller.order):
         for stage_name in stages:
+            effect = (min_effect_by_case or {}).get(key, min_effect) if keys == list(CASE_KEY) else min_effect
             row, values = _row(cases_a[key], cases_b[key], clip_s=_clip_of(key, keys), stage=stage_name,
-                               metric=metric, spec=spec, min_effect=min_effect, seed=seed,
-                               case=labeller.label(key))
+                               metric=metric, spec=spec, min_effect=effect, seed=seed,
+                               case=labeller.label(key), paired=paired)
             rows.append(row)
             if values is not None and stage_name == stages[0]:
                 pairs.append(values)
-    geomean = stats.geometric_mean_ratio(pairs, n_boot=N_BOOT, conf=CONF, seed=seed) if pairs else None
-    notes = _notes(rows, spec, metric, min_effect, seed, stages, cases_a, cases_b, common, a_label, b_label)
+    geomean_of = stats.paired_geometric_mean_ratio if paired else stats.geometric_mean_ratio
+    geomean = geomean_of(pairs, n_boot=N_BOOT, conf=CONF, seed=seed) if pairs else None
+    design = stats.PAIRED if paired else stats.UNPAIRED
+    notes = _notes(rows, spec, metric, min_effect, seed, stages, cases_a, cases_b, common, a_label, b_label, design)
     return CompareResult(a_label, b_label, metric, spec.unit, rows, geomean,
-                         _case_ids(cases_a, cases_b), _case_ids(cases_b, cases_a), [], notes, min_effect)
+                         _case_ids(cases_a, cases_b), _case_ids(cases_b, cases_a), [], notes, min_effect, design)
 
 
 def auto_match_keys(samples_a: pd.DataFrame, samples_b: pd.DataFrame) -> list[str]:
@@ -321,8 +343,9 @@ def _stages(samples_a: pd.DataFrame, samples_b: pd.DataFrame, spec: MetricSpec, 
 
 
 def _row(case_a: pd.DataFrame, case_b: pd.DataFrame, *, clip_s: float, stage: str, metric: str,
-         spec: MetricSpec, min_effect: float, seed: int, case: str):
-    """(CompareRow, (values_a, values_b) when a ratio was computed else None)."""
+         spec: MetricSpec, min_effect: float, seed: int, case: str, paired: bool = False):
+    """(CompareRow, (values_a, values_b) when a ratio was computed else None); paired rows
+    compare the values of each repeat (round) of A with the same repeat of B."""
     fail_a, fail_b = _failure_counts(case_a), _failure_counts(case_b)
     text_a, text_b = f"{fail_a[0]}/{fail_a[1]}", f"{fail_b[0]}/{fail_b[1]}"
     if spec.column is None:
@@ -330,19 +353,37 @@ def _row(case_a: pd.DataFrame, case_b: pd.DataFrame, *, clip_s: float, stage: st
         row = CompareRow(clip_s, TOTAL_STAGE, metric, fc.n_a, fc.n_b, fc.rate_a, fc.rate_b, None, None, None,
                          fc.p_value, fc.verdict, text_a, text_b, case)
         return row, None
-    values_a, values_b = _ok_values(case_a, spec.column, stage), _ok_values(case_b, spec.column, stage)
+    if paired:
+        values_a, values_b = _round_values(case_a, case_b, spec.column, stage)
+    else:
+        values_a, values_b = _ok_values(case_a, spec.column, stage), _ok_values(case_b, spec.column, stage)
     if min(values_a.size, values_b.size) >= 2 and min(values_a.min(), values_b.min()) <= 0:
         # a ratio needs positive values (e.g. 0 % utilisation): medians and p only
         row = CompareRow(clip_s, stage, metric, values_a.size, values_b.size, float(np.median(values_a)),
                          float(np.median(values_b)), None, None, None, stats.mann_whitney_p(values_a, values_b),
                          stats.INSUFFICIENT, text_a, text_b, case)
         return row, None
-    comparison = stats.compare_samples(values_a, values_b, min_effect=min_effect, conf=CONF, n_boot=N_BOOT,
-                                       seed=seed, verdict_words=spec.words)
+    compare_fn = stats.compare_paired if paired else stats.compare_samples
+    comparison = compare_fn(values_a, values_b, min_effect=min_effect, conf=CONF, n_boot=N_BOOT,
+                            seed=seed, verdict_words=spec.words)
     row = CompareRow(clip_s, stage, metric, comparison.n_a, comparison.n_b, comparison.median_a,
                      comparison.median_b, comparison.ratio, comparison.ci_low, comparison.ci_high,
                      comparison.p_value, comparison.verdict, text_a, text_b, case)
     return row, ((values_a, values_b) if comparison.ratio is not None else None)
+
+
+def _round_values(case_a: pd.DataFrame, case_b: pd.DataFrame, column: str, stage: str
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The values of the repeats (rounds) where both A and B succeeded, aligned by repeat."""
+    def by_repeat(case: pd.DataFrame) -> pd.Series:
+        picked = case[(case["stage"] == stage) & (case["status"] == OK)]
+        values = pd.to_numeric(picked[column], errors="coerce")
+        series = pd.Series(values.to_numpy(dtype=float), index=picked["repeat"].astype(int).to_numpy())
+        return series[np.isfinite(series)]
+
+    a, b = by_repeat(case_a), by_repeat(case_b)
+    common = a.index.intersection(b.index).sort_values()
+    return a.loc[common].to_numpy(dtype=float), b.loc[common].to_numpy(dtype=float)
 
 
 def _ok_values(case: pd.DataFrame, column: str, stage: str) -> np.ndarray:
@@ -408,8 +449,8 @@ class _CaseLabeller:
 
 def _notes(rows: list[CompareRow], spec: MetricSpec, metric: str, min_effect: float, seed: int,
            stages: list[str], cases_a: dict, cases_b: dict, common: list[tuple],
-           a_label: str, b_label: str) -> list[str]:
-    notes = [_method_note(metric, min_effect, seed)]
+           a_label: str, b_label: str, design: str = stats.UNPAIRED) -> list[str]:
+    notes = [_method_note(metric, min_effect, seed, design)]
     if len(stages) > 1 or stages[0] != TOTAL_STAGE:
         notes.append(f"geometric mean over the {stages[0]!r} rows")
     insufficient = sorted({f"{r.clip_s:g} s" for r in rows if r.verdict == stats.INSUFFICIENT})
@@ -427,10 +468,16 @@ def _notes(rows: list[CompareRow], spec: MetricSpec, metric: str, min_effect: fl
     return notes
 
 
-def _method_note(metric: str, min_effect: float, seed: int) -> str:
+def _method_note(metric: str, min_effect: float, seed: int, design: str = stats.UNPAIRED) -> str:
     if metric == "failure":
         return "failures: k failed of n repeats; p: Fisher's exact test (two-sided); verdict at p < 0.05"
-    return (f"ratio = median(B) / median(A); {CONF:.0%} CI: percentile bootstrap ({N_BOOT} resamples, "
+    if design == stats.PAIRED:
+        return (f"design: paired (A and B measured in alternating rounds; drift over the run cancels); "
+                f"ratio = median over rounds of B/A; {CONF:.0%} CI: percentile bootstrap over rounds "
+                f"({N_BOOT} resamples, seed {seed}); p: Wilcoxon signed-rank (two-sided); verdict needs the CI "
+                f"to exclude 1 and a change of at least {min_effect:.0%}")
+    return ("design: unpaired (independent samples); "
+            f"ratio = median(B) / median(A); {CONF:.0%} CI: percentile bootstrap ({N_BOOT} resamples, "
             f"seed {seed}); p: Mann-Whitney U (two-sided); verdict needs the CI to exclude 1 "
             f"and a change of at least {min_effect:.0%}")
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 from scipy.optimize import curve_fit
-from scipy.stats import fisher_exact, mannwhitneyu
+from scipy.stats import fisher_exact, mannwhitneyu, wilcoxon
 
 
 def min_samples_for(q: float) -> int:
@@ -190,6 +190,11 @@ class Comparison:
     p_value: float | None
     verdict: str
     min_effect: float
+    design: str = "unpaired"  # UNPAIRED or PAIRED: which statistics gave the ratio and interval
+
+
+UNPAIRED = "unpaired"
+PAIRED = "paired"
 
 
 def compare_samples(
@@ -237,6 +242,124 @@ def compare_samples(
         verdict = good if (ratio > 1.0) == higher_is_better else bad
     return Comparison(xa.size, xb.size, med_a, med_b, ratio, low, high,
                       mann_whitney_p(xa, xb), verdict, min_effect)
+
+
+def _pairs(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The rounds where both sides have a finite value (a[i] and b[i] measured in round i)."""
+    xa, xb = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if xa.shape != xb.shape:
+        raise ValueError(f"paired samples need one value per round on each side, got {xa.size} and {xb.size}")
+    keep = np.isfinite(xa) & np.isfinite(xb)
+    return xa[keep], xb[keep]
+
+
+def paired_ratio_ci(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    n_boot: int = 2000,
+    conf: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(ratio, ci_low, ci_high) for a paired (block) design: a[i] and b[i] were measured in
+    the same round i, close in time, so a drift of the machine over the run multiplies both.
+
+    Method: the per-round ratios r_i = b[i] / a[i]; ratio = median(r). Interval: percentile
+    bootstrap over rounds (n_boot resamples of the rounds with replacement, from
+    numpy.random.default_rng(seed); the median of each resample's ratios; the (1 - conf)/2
+    and (1 + conf)/2 quantiles, numpy type 7). Rounds with a NaN on either side are dropped;
+    >= 2 rounds with positive finite values are needed. The same block design as
+    ``bench selfcheck``'s alternating rounds.
+    """
+    xa, xb = _pairs(a, b)
+    if xa.size < 2:
+        raise ValueError(f"paired samples need at least 2 complete rounds, got {xa.size}")
+    if np.any(xa <= 0) or np.any(xb <= 0):
+        raise ValueError("paired samples must hold positive values for a ratio")
+    ratios = xb / xa
+    rng = np.random.default_rng(seed)
+    return (float(np.median(ratios)), *_interval(_boot(rng, ratios, n_boot, np.median), conf))
+
+
+def wilcoxon_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of the Wilcoxon signed-rank test (scipy.stats.wilcoxon) on the
+    per-round log ratios log(b[i] / a[i]); zero differences are dropped ("wilcox"). None with
+    fewer than 2 non-zero rounds."""
+    xa, xb = _pairs(a, b)
+    logs = np.log(xb[(xa > 0) & (xb > 0)] / xa[(xa > 0) & (xb > 0)])
+    logs = logs[logs != 0]
+    if logs.size < 2:
+        return None
+    return float(wilcoxon(logs, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def compare_paired(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    min_effect: float = 0.02,
+    conf: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    higher_is_better: bool = False,
+    verdict_words: tuple[str, str] = (FASTER, SLOWER),
+) -> Comparison:
+    """Compare b against a measured in alternating rounds (a[i], b[i] in round i).
+
+    ratio and interval: paired_ratio_ci (median of per-round ratios, bootstrap over rounds);
+    p_value: wilcoxon_p (reported, not used in the verdict). The verdict rule is that of
+    compare_samples: significant only when the interval excludes 1 AND |ratio - 1| >=
+    min_effect. INSUFFICIENT with < 2 complete rounds. medians are those of each side's
+    values in the complete rounds."""
+    good, bad = verdict_words
+    xa, xb = _pairs(a, b)
+    med_a = float(np.median(xa)) if xa.size else None
+    med_b = float(np.median(xb)) if xb.size else None
+    if xa.size < 2:
+        return Comparison(xa.size, xb.size, med_a, med_b, None, None, None, None, INSUFFICIENT, min_effect, PAIRED)
+    ratio, low, high = paired_ratio_ci(xa, xb, n_boot=n_boot, conf=conf, seed=seed)
+    significant = (low > 1.0 or high < 1.0) and abs(ratio - 1.0) >= min_effect
+    verdict = NO_CHANGE if not significant else (good if (ratio > 1.0) == higher_is_better else bad)
+    return Comparison(xa.size, xb.size, med_a, med_b, ratio, low, high, wilcoxon_p(xa, xb), verdict,
+                      min_effect, PAIRED)
+
+
+def paired_geometric_mean_ratio(
+    pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
+    *,
+    n_boot: int = 2000,
+    conf: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(ratio, ci_low, ci_high): geometric mean over clip lengths of each length's paired
+    ratio (median of per-round ratios, as paired_ratio_ci). Interval: joint percentile
+    bootstrap resampling the rounds of every length (one default_rng(seed) stream, lengths
+    in order)."""
+    if not pairs:
+        raise ValueError("paired_geometric_mean_ratio needs at least one (a, b) pair")
+    rng = np.random.default_rng(seed)
+    point, draws = 0.0, np.zeros(n_boot)
+    for a, b in pairs:
+        xa, xb = _pairs(a, b)
+        if xa.size < 2 or np.any(xa <= 0) or np.any(xb <= 0):
+            raise ValueError("each length needs >= 2 complete rounds of positive values")
+        ratios = xb / xa
+        point += math.log(np.median(ratios))
+        draws += np.log(_boot(rng, ratios, n_boot, np.median))
+    n = len(pairs)
+    return (math.exp(point / n), *_interval(np.exp(draws / n), conf))
+
+
+def noise_floor(ratios: Sequence[float], *, q: float = 0.9) -> float | None:
+    """The typical size of a change between measurements that should be identical: the
+    q-quantile (numpy type 7) of |log r| over ratios r (e.g. one night against the night
+    before, or B/A of an A/A comparison), returned as a fraction (exp(.) - 1). None with
+    fewer than 3 ratios."""
+    data = _finite(ratios)
+    data = data[data > 0]
+    if data.size < 3:
+        return None
+    return float(math.exp(np.quantile(np.abs(np.log(data)), q)) - 1.0)
 
 
 @dataclass(frozen=True)

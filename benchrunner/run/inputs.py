@@ -104,33 +104,55 @@ def _load_frames(path: Path) -> torch.Tensor:
     return tensor.contiguous().unsqueeze(0)
 
 
+INPUT_LOADING = ("before", "overlap")
+
+
 class Prefetcher:
-    """Loads clips on a background thread in the order they will be needed.
+    """Loads clips in the order they will be needed.
 
     ``schedule`` queues refs; ``get`` returns the next clip and how long the caller was
     blocked waiting for it (``io_wait_ms``). Each clip is a fresh tensor, so a stage that
     writes into its input cannot leak into the next repeat.
+
+    ``overlap=False`` (input_loading = "before", the default): the clip is loaded in ``get``,
+    before the measured call starts; nothing runs beside the call (decoding and resampling on
+    another thread would compete for the GIL and the cores and slow the call down).
+    ``overlap=True`` (input_loading = "overlap", a scenario users choose): a background thread
+    prepares the next clips while the current call runs, as a production prefetcher would.
     """
 
-    def __init__(self, pipeline: Pipeline, depth: int = 2) -> None:
+    def __init__(self, pipeline: Pipeline, depth: int = 2, *, overlap: bool = True) -> None:
         self._pipeline = pipeline
+        self.overlap = overlap
+        self._cache: dict[InputRef, dict[str, torch.Tensor]] = {}
+        if not overlap:
+            self._todo_refs: list[InputRef] = []
+            return
         self._todo: queue.Queue = queue.Queue()
         self._ready: queue.Queue = queue.Queue(maxsize=depth)
-        self._cache: dict[InputRef, dict[str, torch.Tensor]] = {}
         self._thread = threading.Thread(target=self._loop, name="benchrunner-prefetch", daemon=True)
         self._thread.start()
 
     def schedule(self, refs: list[InputRef]) -> None:
         for ref in refs:
-            self._todo.put(ref)
+            if self.overlap:
+                self._todo.put(ref)
+            else:
+                self._todo_refs.append(ref)
 
     def get(self) -> tuple[InputRef, dict[str, torch.Tensor] | BaseException, float]:
         start = time.perf_counter()
-        ref, clip = self._ready.get()
+        if self.overlap:
+            ref, clip = self._ready.get()
+        else:
+            ref = self._todo_refs.pop(0)
+            clip = self._prepare(ref)
         return ref, clip, (time.perf_counter() - start) * 1000.0
 
     def close(self) -> None:
         """Stop the thread after the clips already queued (drained, so it cannot block)."""
+        if not self.overlap:
+            return
         self._todo.put(None)
         while self._thread.is_alive():
             try:
@@ -140,10 +162,12 @@ class Prefetcher:
 
     def _loop(self) -> None:
         while (ref := self._todo.get()) is not None:
-            try:
-                if ref not in self._cache:
-                    self._cache = {ref: load_clip(ref, self._pipeline)}  # keep only the latest
-                clip = {k: v.clone() for k, v in self._cache[ref].items()}
-            except BaseException as exc:  # handed to the consumer, who records it
-                clip = exc
-            self._ready.put((ref, clip))
+            self._ready.put((ref, self._prepare(ref)))
+
+    def _prepare(self, ref: InputRef) -> dict[str, torch.Tensor] | BaseException:
+        try:
+            if ref not in self._cache:
+                self._cache = {ref: load_clip(ref, self._pipeline)}  # keep only the latest
+            return {k: v.clone() for k, v in self._cache[ref].items()}
+        except BaseException as exc:  # handed to the consumer, who records it
+            return exc

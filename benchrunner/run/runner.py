@@ -24,12 +24,12 @@ from ..measure.environment import capture_environment, diff_environments, enviro
 from ..measure.gpu import resolve_device as gpu_resolve_device
 from ..pipeline import check_factory_args, resolve_factory
 from ..store.locks import FileLock
-from ..store.results import (RunFiles, now_iso, read_manifest, read_samples, read_timeline, repair_run,
-                             samples_schema_matches)
+from ..store.results import (TOTAL_STAGE, RunFiles, now_iso, read_manifest, read_samples, read_timeline,
+                             repair_run, samples_schema_matches)
 from ..suite import Suite, validate_suite
 from .cases import Case, build_cases
-from .executors.local import LocalWorker
-from .worker import WorkerConfig
+from .executors.local import CaseOutcome, GroupOutcome, LocalWorker
+from .worker import GroupPart, WorkerConfig
 
 EventHandler = Callable[..., None]
 DRIFT_TOLERANCE = 0.05
@@ -193,6 +193,7 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
         manifest["workers"] = manifest.get("workers", []) + slot.workers
         manifest["baseline_drift"] = manifest.get("baseline_drift", []) + slot.drift
         manifest["sampler"] = slot.sampler
+        manifest["design"] = run_design(slot.suite, slot.design)
         _finish(files, manifest, status, emit)
     samples = read_samples(files.dir)
     failed = int(((samples["stage"] == "total") & (samples["status"] != "ok")).sum())
@@ -200,18 +201,26 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
 
 
 class _WorkerSlot:
-    """The current worker, replaced when the variant changes, when it dies, or when its
-    memory does not return to its baseline after a case (recorded as baseline drift)."""
+    """The live workers, one per variant: a worker is replaced when it dies, or when its
+    memory does not return to its baseline after a group (recorded as baseline drift).
+    Variants measured together (``interleave``) keep their workers alive at once; measured
+    one after the other, starting a variant's worker stops the others."""
 
     def __init__(self, suite: Suite):
         self.suite = suite
-        self.worker: LocalWorker | None = None
-        self.reference_baseline: int | None = None
+        self.live: dict[str, LocalWorker] = {}
+        self.reference_baselines: dict[str, int] = {}
         self.workers: list[dict] = []   # what each worker reported when ready
         self.drift: list[dict] = []     # workers replaced because memory did not come back
         self.single_pass_lost: set[tuple[str, float]] = set()  # (variant, clip_s) whose single pass killed a worker
+        self.design: dict = {"variants": "one", "reason": ""}  # how variants were measured (see variant_design)
         self.sampler: dict = {"util_sources": [], "errors": [], "source_changes": [], "fallback_reason": None,
                               "other_gpu_pids": [], "quality_problems": [], "device_mem_notes": []}
+
+    @property
+    def worker(self) -> LocalWorker | None:
+        """The most recently started live worker (None when none is alive)."""
+        return next(reversed(self.live.values()), None)
 
     def note_diagnostics(self, diagnostics: dict) -> None:
         """Accumulate the sampler's notes over workers, each item once."""
@@ -224,48 +233,63 @@ class _WorkerSlot:
             notes.setdefault(key, []).extend(x for x in diagnostics.get(key, []) if x not in notes[key])
         notes["fallback_reason"] = notes["fallback_reason"] or diagnostics["fallback_reason"]
 
-    def get(self, case: Case) -> LocalWorker:
-        if self.worker is None or self.worker.config.pipeline_args != case.pipeline_args:
-            self.close()
-            self.worker = LocalWorker(WorkerConfig(self.suite.pipeline, case.pipeline_args, case.device,
-                                                   self.suite.sampler.enabled, self.suite.sampler.hz,
-                                                   self.suite.timer),
-                                      source=str(self.suite.path))
-            self.workers.append({"variant": case.variant, **self.worker.info})
-            self.reference_baseline = None
-        return self.worker
+    def get(self, case: Case, *, keep_others: bool = False) -> LocalWorker:
+        worker = self.live.get(case.variant)
+        if worker is not None and worker.config.pipeline_args == case.pipeline_args:
+            return worker
+        for variant in [v for v in self.live if v == case.variant or not keep_others]:
+            self._close(variant)
+        worker = LocalWorker(WorkerConfig(self.suite.pipeline, case.pipeline_args, case.device,
+                                          self.suite.sampler.enabled, self.suite.sampler.hz,
+                                          self.suite.timer, self.suite.input_loading),
+                             source=str(self.suite.path))
+        self.live[case.variant] = worker
+        self.workers.append({"variant": case.variant, **worker.info})
+        return worker
 
     def after_case(self, case: Case, baseline_after: int | None, lost: str | None) -> None:
         if lost:
-            self.kill()
+            self._kill(case.variant)
             return
         if baseline_after is None:
             return
-        if self.reference_baseline is None:
-            self.reference_baseline = baseline_after
+        reference = self.reference_baselines.get(case.variant)
+        if reference is None:
+            self.reference_baselines[case.variant] = baseline_after
             return
-        limit = self.reference_baseline * (1 + DRIFT_TOLERANCE) + DRIFT_SLACK_BYTES
+        limit = reference * (1 + DRIFT_TOLERANCE) + DRIFT_SLACK_BYTES
         if baseline_after > limit:
             self.drift.append({
-                "after_case": case.case_id, "reference_bytes": self.reference_baseline,
+                "after_case": case.case_id, "reference_bytes": reference,
                 "baseline_bytes": baseline_after, "action": "worker restarted"})
-            self.close()
+            self._close(case.variant)
+
+    def _close(self, variant: str) -> None:
+        worker = self.live.pop(variant, None)
+        self.reference_baselines.pop(variant, None)
+        if worker is not None:
+            worker.stop()
+
+    def _kill(self, variant: str) -> None:
+        worker = self.live.pop(variant, None)
+        self.reference_baselines.pop(variant, None)
+        if worker is not None:
+            worker.kill()
 
     def close(self) -> None:
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
+        for variant in list(self.live):
+            self._close(variant)
 
     def kill(self) -> None:
-        if self.worker is not None:
-            self.worker.kill()
-            self.worker = None
+        for variant in list(self.live):
+            self._kill(variant)
 
 
 def _run_cases(slot: "_WorkerSlot", cases: list[Case], files: RunFiles, emit: EventHandler, *,
                offset: int, total: int) -> None:
     progress = _Progress(emit, offset, total)
-    groups = case_groups(cases, slot.suite.interleave)
+    _decide_variant_design(slot, cases)
+    groups = case_groups(cases, slot.suite.interleave, across_variants=slot.design["variants"] == "interleaved")
     try:
         for index, group in enumerate(groups):
             following = groups[index + 1][0].schedule()[:1] if index + 1 < len(groups) else []
@@ -276,9 +300,15 @@ def _run_cases(slot: "_WorkerSlot", cases: list[Case], files: RunFiles, emit: Ev
     slot.close()
 
 
-def case_groups(cases: list[Case], interleave: bool) -> list[list[Case]]:
-    """Cases measured together: with ``interleave``, the modes of one variant and clip length
-    (their repeats alternate, so drift over time falls on all of them alike); else one each."""
+def case_groups(cases: list[Case], interleave: bool, *, across_variants: bool = False) -> list[list[Case]]:
+    """Cases measured together. With ``interleave``: the modes of one clip length, and with
+    ``across_variants`` also every variant of that clip length (one worker per variant, their
+    rounds alternating), so drift over time falls on all of them alike; else one case each."""
+    if interleave and across_variants:
+        by_clip: dict[float, list[Case]] = {}
+        for case in cases:
+            by_clip.setdefault(case.clip_s, []).append(case)
+        return list(by_clip.values())
     groups: list[list[Case]] = []
     for case in cases:
         last = groups[-1][-1] if groups else None
@@ -287,6 +317,49 @@ def case_groups(cases: list[Case], interleave: bool) -> list[list[Case]]:
         else:
             groups.append([case])
     return groups
+
+
+def variant_design(*, variants: int, interleave: bool, device: str, worker_info: dict | None,
+                   memory_limit_bytes: int | None) -> tuple[str, str]:
+    """("one" | "interleaved" | "sequential", why): whether the variants of a clip length are
+    measured together, one live worker per variant. On a GPU the workers must fit at once:
+    each may use ``memory_limit_bytes`` (memory_limit_gb) on top of what loading the pipeline
+    took (device total - free after the first worker loaded, an over-estimate when other
+    processes use the device); without a limit nothing bounds them, so they run one after
+    the other."""
+    if variants <= 1:
+        return "one", ""
+    if not interleave:
+        return "sequential", "interleave = false"
+    if not device.startswith("cuda"):
+        return "interleaved", ""
+    info = worker_info or {}
+    free, total = info.get("device_free_bytes"), info.get("device_total_bytes")
+    if memory_limit_bytes is None or free is None or total is None:
+        return "sequential", (f"on {device} the {variants} variants are measured one after the other: without "
+                              "memory_limit_gb nothing says that one worker per variant fits on the device")
+    loaded = total - free
+    need = variants * memory_limit_bytes + (variants - 1) * loaded
+    if need > free:
+        return "sequential", (f"on {device} the {variants} variants are measured one after the other: "
+                              f"{variants} workers need {need / 2**30:.1f} GiB ({variants} x memory_limit_gb "
+                              f"{memory_limit_bytes / 2**30:g} + {variants - 1} x {loaded / 2**30:.1f} GiB to load "
+                              f"the pipeline), {free / 2**30:.1f} GiB is free")
+    return "interleaved", ""
+
+
+def _decide_variant_design(slot: "_WorkerSlot", cases: list[Case]) -> None:
+    variants = list(dict.fromkeys(case.variant for case in cases))
+    if not cases or slot.design["variants"] != "one" or len(variants) <= 1:
+        return
+    info = None
+    if cases[0].device.startswith("cuda") and slot.suite.interleave:
+        slot.get(cases[0])
+        info = slot.workers[-1]
+    design, reason = variant_design(variants=len(variants), interleave=slot.suite.interleave,
+                                    device=cases[0].device, worker_info=info,
+                                    memory_limit_bytes=cases[0].memory_limit_bytes)
+    slot.design = {"variants": design, "reason": reason}
 
 
 class _Progress:
@@ -305,9 +378,12 @@ def _run_group(slot: "_WorkerSlot", group: list[Case], following: list, files: R
                progress: _Progress) -> None:
     """Measure a group; write each finished case at once. When the worker dies mid-group, the
     case it was running keeps its failed repeat and the group's unfinished cases run again,
-    each alone in a fresh worker."""
+    each alone in a fresh worker. A group of several variants goes to :func:`_run_variant_rounds`."""
+    if len({case.variant for case in group}) > 1:
+        _run_variant_rounds(slot, group, files, progress)
+        return
     group = [_without_doomed_reference(slot, case) for case in group]
-    worker = slot.get(group[0])
+    worker = slot.get(group[0], keep_others=slot.design["variants"] == "interleaved")
     progress.started(group)
     outcome = worker.run_group(group, following,
                                on_repeat=lambda case, r: progress.emit("repeat", case=case, repeat=r))
@@ -323,6 +399,63 @@ def _run_group(slot: "_WorkerSlot", group: list[Case], following: list, files: R
         slot.single_pass_lost.add((lost.variant, lost.clip_s))
     for case in group:
         if case.case_id in outcome.unfinished:
+            _run_group(slot, [case], [], files, progress)
+
+
+def _run_variant_rounds(slot: "_WorkerSlot", group: list[Case], files: RunFiles, progress: _Progress) -> None:
+    """The variants of one clip length measured together: one live worker per variant; every
+    worker's warm-ups first, then round r runs repeat r of every case, worker after worker,
+    the order of the workers rotated by one per round (and, within a worker, the order of its
+    modes). A worker that dies keeps its failed repeat on the case it was running; its
+    variant leaves the rotation and its unfinished cases run again alone afterwards."""
+    group = [_without_doomed_reference(slot, case) for case in group]
+    by_variant: dict[str, list[Case]] = {}
+    for case in group:
+        by_variant.setdefault(case.variant, []).append(case)
+    variants = list(by_variant)
+    workers = {variant: slot.get(cases[0], keep_others=True) for variant, cases in by_variant.items()}
+    progress.started(group)
+    collected = {case.case_id: CaseOutcome() for case in group}
+    spent: dict[str, float] = {}
+    baselines: dict[str, int | None] = {}
+    lost: dict[str, GroupOutcome] = {}
+
+    def run_part(variant: str, part: GroupPart) -> None:
+        done = {cid: sum(1 for row in collected[cid].rows if row["stage"] == TOTAL_STAGE)
+                for cid in (c.case_id for c in by_variant[variant])}
+        outcome = workers[variant].run_group(
+            by_variant[variant], [], on_repeat=lambda case, r: progress.emit("repeat", case=case, repeat=r),
+            part=part, spent=spent, done=done)
+        for case_id, result in outcome.cases.items():
+            collected[case_id].rows += result.rows
+            collected[case_id].timeline += result.timeline
+        slot.note_diagnostics(outcome.diagnostics)
+        if outcome.worker_lost:
+            lost[variant] = outcome
+        else:
+            baselines[variant] = outcome.baseline_after
+
+    for variant in variants:
+        run_part(variant, GroupPart(warmup=True, first_round=0, stop_round=0))
+    for r in range(max(case.repeats for case in group)):
+        for k in range(len(variants)):
+            variant = variants[(k + r) % len(variants)]
+            if variant not in lost:
+                run_part(variant, GroupPart(warmup=False, first_round=r, stop_round=r + 1))
+    unfinished = {case_id for outcome in lost.values() for case_id in outcome.unfinished}
+    lost_cases = {outcome.lost_case: outcome.worker_lost for outcome in lost.values()}
+    for case in group:
+        if case.case_id not in unfinished:
+            files.append_case(collected[case.case_id].rows, collected[case.case_id].timeline)
+            progress.finished(case, collected[case.case_id].rows, lost_cases.get(case.case_id))
+    for variant, cases in by_variant.items():
+        outcome = lost.get(variant)
+        slot.after_case(cases[-1], baselines.get(variant), outcome.worker_lost if outcome else None)
+        lost_case = next((c for c in cases if outcome and c.case_id == outcome.lost_case), None)
+        if lost_case is not None and _runs_single_pass(lost_case):
+            slot.single_pass_lost.add((lost_case.variant, lost_case.clip_s))
+    for case in group:
+        if case.case_id in unfinished:
             _run_group(slot, [case], [], files, progress)
 
 
@@ -353,6 +486,31 @@ def _manifest(suite: Suite, run_id: str, device: str, argv: list[str], notes: li
     }
 
 
+def run_design(suite: Suite, variants: dict) -> dict[str, str]:
+    """How the run was measured, for comparisons to pick their statistics: ``modes`` and
+    ``variants`` "interleaved" (alternating rounds: paired statistics apply), "sequential",
+    or "one"; ``input_loading`` "before" the measured call or "overlap" with it."""
+    return {"modes": "interleaved" if suite.interleave else "sequential", "variants": variants["variants"],
+            "variants_reason": variants["reason"], "input_loading": suite.input_loading}
+
+
+def design_warnings(design: dict | None) -> list[dict]:
+    """Validity warnings for how the run was measured: variants that could not be interleaved
+    on the device, and inputs loaded during the measured calls."""
+    if not design:
+        return []
+    found = []
+    if design.get("variants") == "sequential" and design.get("variants_reason") != "interleave = false":
+        found.append({"code": "variants_sequential", "message": design.get("variants_reason", ""),
+                      "fix": "set memory_limit_gb so that one worker per variant fits on the device; until then "
+                             "compare variants run against run (unpaired statistics), or within noise"})
+    if design.get("input_loading") == "overlap":
+        found.append({"code": "input_overlap", "message": "scenario: inputs were loaded by a prefetch thread during "
+                      "the measured calls (input_loading = \"overlap\"); latencies include that contention",
+                      "fix": "input_loading = \"before\" (the default) measures the pipeline alone"})
+    return found
+
+
 def _sampler_warnings(manifest: dict) -> list:
     notes = manifest.get("sampler") or {}
     if not notes:
@@ -369,7 +527,8 @@ def _finish(files: RunFiles, manifest: dict, status: str, emit: EventHandler) ->
     summary = summarise(samples)
     files.write_summary(summary)
     found = run_warnings(summary) + gpu_run_warnings(read_timeline(files.dir)) + _sampler_warnings(manifest)
-    manifest["warnings"] = manifest.get("environment_warnings", []) + [w.__dict__ for w in found]
+    manifest["warnings"] = manifest.get("environment_warnings", []) + [w.__dict__ for w in found] + \
+        design_warnings(manifest.get("design"))
     manifest.update(status=status, ended_at=now_iso())
     files.write_manifest(manifest)
     emit("finished", status=status, run_dir=files.dir, warnings=manifest["warnings"], summary=summary)

@@ -1,7 +1,9 @@
 """The worker process: loads the pipeline once, then measures the cases it is sent.
 
 Protocol over a multiprocessing Pipe (parent -> worker): ``("group", [Case, ...], next_refs)``
-and ``("stop",)``. Worker -> parent: ``("ready", info)`` or ``("load_error", ...)`` once,
+or ``("group", [Case, ...], next_refs, part)`` and ``("stop",)``. ``part`` (see
+:class:`GroupPart`) asks for a slice of the group: its warm-ups only, or rounds
+``[first, stop)`` only, so a parent can interleave the rounds of several workers. Worker -> parent: ``("ready", info)`` or ``("load_error", ...)`` once,
 then per group ``("call_started", case_id, repeat)`` before every call (repeat < 0 for a
 warm-up), ``("repeat", case_id, rows)`` after each measured repeat, and ``("group_done",
 timelines, baseline_after, diagnostics, case_util)`` at the end (``case_util``: the
@@ -47,6 +49,17 @@ class WorkerConfig:
     sampler_enabled: bool = True
     sampler_hz: float = 10.0
     timer: str = "auto"
+    input_loading: str = "before"  # see inputs.Prefetcher: "before" the call, or "overlap"
+
+
+@dataclass(frozen=True)
+class GroupPart:
+    """A slice of a group's calls: the warm-ups (``warmup``) and/or measured rounds
+    ``[first_round, stop_round)``. The whole group is ``GroupPart(True, 0, None)``."""
+
+    warmup: bool = True
+    first_round: int = 0
+    stop_round: int | None = None
 
 
 def serve(conn, config: WorkerConfig) -> None:
@@ -63,9 +76,9 @@ def serve(conn, config: WorkerConfig) -> None:
     try:
         conn.send(("ready", worker.info()))
         while (message := conn.recv())[0] != "stop":
-            _, cases, next_refs = message
+            _, cases, next_refs, *part = message
             try:
-                worker.run_group(cases, next_refs, conn.send)
+                worker.run_group(cases, next_refs, conn.send, part[0] if part else None)
             except WorkerMustEnd as exc:  # a broken CUDA context: end, the parent starts a fresh worker
                 conn.send(("worker_error", str(exc)))
                 break
@@ -101,7 +114,8 @@ class Worker:
         self.memory = self._memory_tracker()
         measures_cpu = self.sampler.util_source == SOURCE_CPU if self.sampler else not self.device.startswith("cuda")
         self.cpu_window = CpuTimeWindow() if measures_cpu else None
-        self.prefetcher = Prefetcher(self.pipeline)
+        self.prefetcher = Prefetcher(self.pipeline, overlap=config.input_loading == "overlap")
+        self._group_start_ms = 0.0
         self.pending: list[InputRef] = []
         self.references: dict[InputRef, Any] = {}
         self.quality_problems: list[str] = []
@@ -125,7 +139,16 @@ class Worker:
             "timer_source": self.timer.source, "util_source": self.sampler.util_source if self.sampler else "off",
             "baseline_mem_bytes": self.memory.baseline_bytes(), "device": self.device,
             "device_index": self.gpu.index if self.gpu else None, "device_uuid": self.gpu.uuid if self.gpu else None,
+            **self._device_memory(),
         }
+
+    def _device_memory(self) -> dict[str, int]:
+        """CUDA: free and total device memory once the pipeline is loaded (the parent decides
+        from them whether one worker per variant fits on the device at once)."""
+        if not self.device.startswith("cuda"):
+            return {}
+        free, total = torch.cuda.mem_get_info(torch.device(self.device))
+        return {"device_free_bytes": int(free), "device_total_bytes": int(total)}
 
     def close(self) -> None:
         self.prefetcher.close()
@@ -136,16 +159,21 @@ class Worker:
 
     # -- a group of cases ---------------------------------------------------------------
 
-    def run_group(self, cases: list[Case], next_refs: list[InputRef], send) -> None:
+    def run_group(self, cases: list[Case], next_refs: list[InputRef], send, part: GroupPart | None = None) -> None:
         """Measure the cases of one clip length together: every case's warm-up first, then
         round r runs repeat r of each case, the order rotated by one case per round. Drift
         of the machine over time then falls on every case alike instead of on whichever ran
-        last. A group of one case is the plain sequential case."""
+        last. A group of one case is the plain sequential case. ``part`` runs only a slice
+        (the parent interleaves the rounds of several workers, one per variant)."""
         if any(ref.clip_s != cases[0].clip_s for ref in self.references):
             self.references = {}  # references serve one clip length at a time
-        order = call_order(cases)
+        part = part or GroupPart()
+        order = call_order(cases, part)
         self._schedule([cases[c].input_for(i) for c, i in order] + list(next_refs))
         start_ms = self.sampler.now_ms() if self.sampler else 0.0
+        if part.warmup:
+            self._group_start_ms = start_ms
+        start_ms = self._group_start_ms  # t_ms counts from the start of the whole group
         windows: dict[str, list[tuple[int | None, float, float]]] = {case.case_id: [] for case in cases}
         with memory_limit(cases[0].memory_limit_bytes, self.device):
             for c, index in order:
@@ -366,12 +394,14 @@ def _select_device(device: str) -> str:
     return select_cuda_device(device)
 
 
-def call_order(cases: list[Case]) -> list[tuple[int, int]]:
+def call_order(cases: list[Case], part: GroupPart | None = None) -> list[tuple[int, int]]:
     """(case index, call index) in run order: all warm-ups, then rounds of one measured
-    repeat per case, rotated by one case per round."""
-    order = [(c, i) for c, case in enumerate(cases) for i in range(case.warmup)]
+    repeat per case, rotated by one case per round (only the slice ``part`` names)."""
+    part = part or GroupPart()
+    order = [(c, i) for c, case in enumerate(cases) for i in range(case.warmup)] if part.warmup else []
     rounds = max(case.repeats for case in cases)
-    for r in range(rounds):
+    stop = rounds if part.stop_round is None else min(rounds, part.stop_round)
+    for r in range(part.first_round, stop):
         for k in range(len(cases)):
             c = (k + r) % len(cases)
             if r < cases[c].repeats:

@@ -20,7 +20,7 @@ from ...store.results import CRASH, TIMEOUT
 from ..cases import Case
 from ..inputs import InputRef
 from ..rows import apply_case_level_util, failure_rows
-from ..worker import WorkerConfig, serve
+from ..worker import GroupPart, WorkerConfig, call_order, serve
 
 READY_TIMEOUT_S = 300.0
 
@@ -91,14 +91,22 @@ class LocalWorker:
         return self.info["stages"]
 
     def run_group(self, cases: list[Case], next_refs: list[InputRef],
-                  on_repeat: Callable[[Case, int], None] | None = None) -> GroupOutcome:
-        """Send a group of cases (see Worker.run_group) and collect their rows. Each case has
-        its own ``timeout_s``, counted over the time its own calls run."""
+                  on_repeat: Callable[[Case, int], None] | None = None, *, part: GroupPart | None = None,
+                  spent: dict[str, float] | None = None, done: dict[str, int] | None = None) -> GroupOutcome:
+        """Send a group of cases (see Worker.run_group), or the slice ``part`` of it, and collect
+        their rows. Each case has its own ``timeout_s``, counted over the time its own calls
+        run (``spent`` carries that time over the parts of a group, ``done`` the repeats
+        already recorded, for the cases left unfinished when the worker is lost)."""
         by_id = {case.case_id: case for case in cases}
         group = GroupOutcome(cases={case.case_id: CaseOutcome() for case in cases})
-        spent = dict.fromkeys(by_id, 0.0)
-        current, repeat, call_started = cases[0].case_id, 0, time.monotonic()
-        self._conn.send(("group", cases, next_refs))
+        spent = spent if spent is not None else dict.fromkeys(by_id, 0.0)
+        for case_id in by_id:
+            spent.setdefault(case_id, 0.0)
+        self._done_before = done or {}
+        first = call_order(cases, part)[:1]
+        c, i = first[0] if first else (0, 0)
+        current, repeat, call_started = cases[c].case_id, i - cases[c].warmup, time.monotonic()
+        self._conn.send(("group", cases, next_refs) if part is None else ("group", cases, next_refs, part))
         while True:
             case = by_id[current]
             remaining = case.timeout_s - spent[current] - (time.monotonic() - call_started)
@@ -147,8 +155,10 @@ class LocalWorker:
             error = "; ".join(filter(None, [detail, exit_description(self.process.exitcode)]))
         group.cases[case.case_id].rows += failure_rows(case, self.stages, repeat, kind, error)
         group.worker_lost, group.lost_case = kind, case.case_id
+        done_before = getattr(self, "_done_before", {})
         group.unfinished = [case_id for case_id, outcome in group.cases.items()
-                            if case_id != case.case_id and _repeats_done(outcome) < by_id[case_id].repeats]
+                            if case_id != case.case_id
+                            and done_before.get(case_id, 0) + _repeats_done(outcome) < by_id[case_id].repeats]
 
     def stop(self) -> None:
         if self.process.is_alive():
