@@ -7,6 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from benchrunner.analysis import stats
+
 from benchrunner.analysis.stats import (
     FASTER,
     FEWER_FAILURES,
@@ -254,3 +256,59 @@ def test_power_law_rejects_too_few_points():
         fit_power_law([1, 1, 2], [1, 2, 3])
     with pytest.raises(ValueError):
         fit_power_law([-1, 1, 2], [1, 2, 3])
+
+
+# --- paired (block) design ---------------------------------------------------------------
+
+def _drifting_rounds(rng, rounds: int, drift: float, effect: float = 1.0, noise: float = 0.02):
+    """A and B alternating in rounds on a machine that slows linearly by ``drift`` over the run."""
+    t = np.arange(rounds) / max(rounds - 1, 1)
+    level = 100.0 * (1.0 + drift * t)
+    a = level * np.exp(rng.normal(0, noise, rounds))
+    b = level * (1 + drift / (2 * rounds)) * effect * np.exp(rng.normal(0, noise, rounds))  # B runs just after A
+    return a, b
+
+
+def test_paired_verdicts_of_identical_variants_under_5pct_drift_read_no_change_in_95pct_of_trials():
+    rng = np.random.default_rng(20261130)
+    trials = 300
+    no_change = 0
+    for trial in range(trials):
+        a, b = _drifting_rounds(rng, rounds=20, drift=0.05)
+        no_change += stats.compare_paired(a, b, seed=trial).verdict == stats.NO_CHANGE
+    assert no_change / trials >= 0.95, no_change
+
+
+def test_sequential_blocks_under_drift_give_false_verdicts_that_alternation_avoids():
+    """The same drift, with A measured in the first half of the run and B in the second (the
+    old sequential variants): the unpaired comparison calls identical code slower."""
+    rng = np.random.default_rng(7)
+    false_verdicts = 0
+    for trial in range(100):
+        level = 100.0 * (1.0 + 0.05 * np.arange(40) / 39)
+        values = level * np.exp(rng.normal(0, 0.01, 40))
+        false_verdicts += stats.compare_samples(values[:20], values[20:], seed=trial).verdict != stats.NO_CHANGE
+    assert false_verdicts > 50
+
+
+def test_paired_comparison_sees_a_5pct_change_through_drift():
+    rng = np.random.default_rng(3)
+    a, b = _drifting_rounds(rng, rounds=20, drift=0.05, effect=1.05)
+    result = stats.compare_paired(a, b)
+    assert result.verdict == stats.SLOWER and result.design == stats.PAIRED
+    assert 1.03 < result.ratio < 1.07 and result.ci_low > 1.0
+    assert result.p_value is not None and result.p_value < 0.01
+
+
+def test_paired_ratio_drops_incomplete_rounds_and_needs_two():
+    ratio, low, high = stats.paired_ratio_ci([10, 20, float("nan"), 40], [11, 22, 5, 44])
+    assert ratio == pytest.approx(1.1) and low == pytest.approx(1.1) and high == pytest.approx(1.1)
+    assert stats.compare_paired([1.0, float("nan")], [1.0, 2.0]).verdict == stats.INSUFFICIENT
+    with pytest.raises(ValueError):
+        stats.paired_ratio_ci([1, 2, 3], [1, 2])
+
+
+def test_noise_floor_is_the_90th_percentile_of_absolute_log_changes():
+    ratios = [1.01, 0.99, 1.02, 0.98, 1.03, 1 / 1.03, 1.0, 1.0, 1.0, 1.05]
+    assert stats.noise_floor(ratios) == pytest.approx(np.exp(np.quantile(np.abs(np.log(ratios)), 0.9)) - 1)
+    assert stats.noise_floor([1.0, 1.1]) is None

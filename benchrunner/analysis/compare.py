@@ -75,6 +75,17 @@ class CompareRow:
     failures_a: str  # "k/n" of the case's end-to-end repeats
     failures_b: str
     case: str = ""
+    min_effect: float | None = None   # the minimum effect this row's verdict used
+    noise_nights: int | None = None   # set when min_effect is the case's night-to-night noise over these nights
+
+    def within_noise_text(self) -> str | None:
+        """"within the usual night-to-night noise (+-x%)" when that is the truth: the minimum
+        effect came from the history store, and the change, though maybe significant, is smaller."""
+        if self.noise_nights is None or self.ratio is None or self.min_effect is None:
+            return None
+        if self.verdict != stats.NO_CHANGE or abs(self.ratio - 1.0) >= self.min_effect:
+            return None
+        return f"within the usual night-to-night noise (+-{self.min_effect:.1%}, {self.noise_nights} nights)"
 
 
 @dataclass(frozen=True)
@@ -167,15 +178,17 @@ def compare(a: str, b: str, *, run: str | Path | None = None, results_dir: Path 
 
 def compare_runs(a: str | Path, b: str | Path, *, results_dir: Path = Path("results"), metric: str = "latency",
                  stage: str = "total", all_stages: bool = False, min_effect: float = 0.02,
-                 seed: int = 0) -> CompareResult:
+                 seed: int = 0, night_noise: dict[str, "NightNoise"] | None = None) -> CompareResult:
     """Run B against run A, cases matched by their full key (pipeline, variant, mode,
-    threshold, clip length); environment differences listed."""
+    threshold, clip length); environment differences listed. Unpaired statistics (two runs
+    are never interleaved). ``night_noise`` (see :func:`night_to_night_noise`): the minimum
+    effect of each case found there is its measured night-to-night noise, not ``min_effect``."""
     from ..measure.environment import diff_environments
 
     run_a, run_b = load_run(a, results_dir), load_run(b, results_dir)
     result = compare_frames(run_a.samples, run_b.samples, a_label=run_a.run_id, b_label=run_b.run_id,
                             metric=metric, stage=stage, min_effect=min_effect, seed=seed,
-                            all_stages=all_stages, match_on=CASE_KEY)
+                            all_stages=all_stages, match_on=CASE_KEY, night_noise=night_noise)
     env_diff = diff_environments(run_a.manifest.get("environment") or {}, run_b.manifest.get("environment") or {},
                                  fields=ENV_FIELDS)
     notes = [*_status_notes(run_a), *_status_notes(run_b), *_suite_diff_notes(run_a, run_b), *result.notes]
@@ -282,7 +295,7 @@ def measured_in_alternating_rounds(manifest: dict, samples_a: pd.DataFrame, samp
 def compare_frames(samples_a: pd.DataFrame, samples_b: pd.DataFrame, *, a_label: str, b_label: str,
                    metric: str = "latency", stage: str = "total", min_effect: float = 0.02, seed: int = 0,
                    all_stages: bool = False, match_on: Sequence[str] | None = None, paired: bool = False,
-                   min_effect_by_case: dict[tuple, float] | None = None) -> CompareResult:
+                   night_noise: dict[str, "NightNoise"] | None = None) -> CompareResult:
     """B against A over two samples.csv frames (pure: no I/O).
 
     Cases are matched by ``match_on`` (default: the case key columns CASE_KEY, less those
@@ -300,10 +313,12 @@ def compare_frames(samples_a: pd.DataFrame, samples_b: pd.DataFrame, *, a_label:
     rows, pairs = [], []
     for key in sorted(common, key=labeller.order):
         for stage_name in stages:
-            effect = (min_effect_by_case or {}).get(key, min_effect) if keys == list(CASE_KEY) else min_effect
+            noise = (night_noise or {}).get(str(cases_b[key]["case_id"].iloc[0]))
+            effect = noise.noise if noise is not None else min_effect
             row, values = _row(cases_a[key], cases_b[key], clip_s=_clip_of(key, keys), stage=stage_name,
                                metric=metric, spec=spec, min_effect=effect, seed=seed,
                                case=labeller.label(key), paired=paired)
+            row = replace(row, min_effect=effect, noise_nights=noise.nights if noise is not None else None)
             rows.append(row)
             if values is not None and stage_name == stages[0]:
                 pairs.append(values)
@@ -311,6 +326,10 @@ def compare_frames(samples_a: pd.DataFrame, samples_b: pd.DataFrame, *, a_label:
     geomean = geomean_of(pairs, n_boot=N_BOOT, conf=CONF, seed=seed) if pairs else None
     design = stats.PAIRED if paired else stats.UNPAIRED
     notes = _notes(rows, spec, metric, min_effect, seed, stages, cases_a, cases_b, common, a_label, b_label, design)
+    if night_noise:
+        notes.append(f"minimum effect per case: its night-to-night noise from the history store (90th percentile "
+                     f"of |change| between consecutive nights, cases with >= {NOISE_MIN_NIGHTS} nights), "
+                     f"else {min_effect:.0%}")
     return CompareResult(a_label, b_label, metric, spec.unit, rows, geomean,
                          _case_ids(cases_a, cases_b), _case_ids(cases_b, cases_a), [], notes, min_effect, design)
 
@@ -443,6 +462,50 @@ class _CaseLabeller:
         label = self.label(key)
         self.first_seen.setdefault(label, len(self.first_seen))
         return (self.first_seen[label], _clip_of(key, self.keys))
+
+
+# --- run against run: night-to-night noise -------------------------------------------------
+
+NOISE_MIN_NIGHTS = 7   # nights of a case (6 night-to-night changes) before its noise replaces the fixed minimum
+NOISE_LAST_NIGHTS = 30
+
+
+@dataclass(frozen=True)
+class NightNoise:
+    """A case's usual night-to-night change (a fraction) and the nights it was measured over."""
+
+    case_id: str
+    noise: float
+    nights: int
+
+
+def night_to_night_noise(series: pd.DataFrame, *, min_nights: int = NOISE_MIN_NIGHTS) -> dict[str, NightNoise]:
+    """Per case of a history series (History.series: run_id, started_at, case_id, value, oldest
+    first), stats.noise_floor of the ratios of consecutive nights' values (90th percentile of
+    |log ratio|), for cases with at least ``min_nights`` nights with a value."""
+    found = {}
+    for case_id, rows in series.groupby("case_id", sort=False):
+        values = pd.to_numeric(rows["value"], errors="coerce").dropna().to_numpy(dtype=float)
+        values = values[values > 0]
+        if values.size < min_nights:
+            continue
+        noise = stats.noise_floor(values[1:] / values[:-1], q=0.9)
+        if noise is not None:
+            found[str(case_id)] = NightNoise(str(case_id), noise, int(values.size))
+    return found
+
+
+def noise_summary(result: CompareResult) -> str | None:
+    """One line for a digest or report: the rows whose difference is within the usual
+    night-to-night noise, e.g. "latency: 4 cases within the usual night-to-night noise
+    (+-1.2% to +-3.4%)"; None when there is none."""
+    rows = [row for row in result.rows if row.within_noise_text()]
+    if not rows:
+        return None
+    low, high = min(r.min_effect for r in rows), max(r.min_effect for r in rows)
+    span = f"+-{low:.1%}" if abs(high - low) < 5e-4 else f"+-{low:.1%} to +-{high:.1%}"
+    return (f"{result.metric} against {result.a_label}: {len(rows)} case(s) within the usual night-to-night "
+            f"noise ({span})")
 
 
 # --- notes --------------------------------------------------------------------------------
