@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -321,3 +321,22 @@ def _budgets(r: _Reader) -> list[Budget]:
         mode = b.get("mode", _is_mode, "a mode like \"single\" or \"hybrid@32\"", None)
         budgets.append(Budget(metric, float(value["limit"]), None if clip_s is None else float(clip_s), mode))
     return budgets
+
+
+AA_VARIANTS = ("aa1", "aa2")
+
+
+def aa_suite(suite: Suite, variant: str | None = None) -> Suite:
+    """The A/A configuration of ``suite``: one variant (``variant``, or the suite's first)
+    measured as two identical variants ``aa1`` and ``aa2``, interleaved, so any verdict
+    between them is a false one and their intervals show the smallest change this machine
+    can show."""
+    chosen = variant or next(iter(suite.variants))
+    if chosen not in suite.variants:
+        raise UserError(f"{suite.path}: variants: {chosen!r} is not a variant of this suite "
+                        f"(expected one of {', '.join(suite.variants)})")
+    args = dict(suite.variants[chosen])
+    raw = {**suite.raw, "variants": {name: dict(args) for name in AA_VARIANTS}, "interleave": True,
+           "name": f"{suite.name}-aa"}
+    return replace(suite, name=f"{suite.name}-aa", variants={name: dict(args) for name in AA_VARIANTS},
+                   interleave=True, raw=raw)

@@ -104,3 +104,29 @@ def test_on_a_gpu_variants_interleave_only_when_their_workers_fit():
                           memory_limit_bytes=None) == ("interleaved", "")
     warnings = design_warnings({"variants": design, "variants_reason": reason, "input_loading": "before"})
     assert [w["code"] for w in warnings] == ["variants_sequential"] and warnings[0]["fix"]
+
+
+def test_aa_command_measures_one_configuration_twice_and_reports_false_verdicts_and_floor(bench, write_suite,
+                                                                                       tmp_path):
+    suite = write_suite("""
+        name = "aa"
+        pipeline = "testing_pipelines:build"
+        variants = { fast = { busy_ms = 3.0 }, other = { busy_ms = 9.0 } }
+        device = "cpu"
+        clip_lengths_s = [2]
+        modes = ["single"]
+        repeats = 8
+        warmup = 1
+    """)
+    done = bench("aa", str(suite), "--out", str(tmp_path / "results"), "--format", "json")
+    assert done.returncode in (0, 1), done.stderr
+    import json
+
+    document = json.loads(done.stdout[done.stdout.index("{"):])
+    text = json.dumps(document)
+    assert "A/A: two identical variants (paired design); false verdicts" in text and "noise floor up to" in text
+    (run_dir,) = [p for p in (tmp_path / "results").iterdir() if p.is_dir()]
+    manifest = read_manifest(run_dir)
+    assert manifest["suite"]["variants"] == {"aa1": {"busy_ms": 3.0}, "aa2": {"busy_ms": 3.0}}
+    assert manifest["design"]["variants"] == "interleaved"
+    assert (done.returncode == 1) == ("slower" in text or "faster" in text)

@@ -508,6 +508,42 @@ def noise_summary(result: CompareResult) -> str | None:
             f"noise ({span})")
 
 
+# --- A/A: the noise floor of this machine ---------------------------------------------------
+
+@dataclass(frozen=True)
+class AAResult:
+    """Two identical variants compared: every verdict other than "no significant change" is
+    false. ``floors`` maps each row's case and clip length to its noise floor: the larger
+    distance of the 95% interval from 1, the smallest change a comparison of this design
+    could have shown there."""
+
+    comparison: CompareResult
+    false_verdicts: int
+    verdicts: int
+    floors: list[tuple[str, float, str, float]]  # (case, clip_s, stage, floor as a fraction)
+
+    @property
+    def false_verdict_rate(self) -> float | None:
+        return self.false_verdicts / self.verdicts if self.verdicts else None
+
+
+def aa_floor(run: str | Path | None, *, results_dir: Path = Path("results"), seed: int = 0,
+             min_effect: float = 0.02) -> AAResult:
+    """The A/A verdicts of a run made from suite.aa_suite: aa2 against aa1 on every stage."""
+    result = compare("aa1", "aa2", run=run, results_dir=results_dir, all_stages=True, seed=seed,
+                     min_effect=min_effect)
+    judged = [row for row in result.rows if row.verdict != stats.INSUFFICIENT]
+    false = [row for row in judged if row.verdict != stats.NO_CHANGE]
+    floors = [(row.case, row.clip_s, row.stage, max(row.ci_high - 1.0, 1.0 - row.ci_low))
+              for row in judged if row.ci_low is not None]
+    rate = f"{len(false)}/{len(judged)}" if judged else "n/a"
+    worst = max((f for *_, f in floors), default=None)
+    summary = [f"A/A: two identical variants ({result.design} design); false verdicts {rate} rows"
+               + (f"; noise floor up to +-{worst:.1%} (the smallest change this machine shows here)"
+                  if worst is not None else "")]
+    return AAResult(replace(result, notes=summary + result.notes), len(false), len(judged), floors)
+
+
 # --- notes --------------------------------------------------------------------------------
 
 def _notes(rows: list[CompareRow], spec: MetricSpec, metric: str, min_effect: float, seed: int,

@@ -72,7 +72,8 @@ def register(main: click.Group) -> None:
     """Add compare, tune-threshold and check to the ``bench`` group."""
     from .common import fail_cleanly
 
-    for command in (_compare_command(fail_cleanly), _tune_command(fail_cleanly), _check_command(fail_cleanly)):
+    for command in (_compare_command(fail_cleanly), _tune_command(fail_cleanly), _check_command(fail_cleanly),
+                    _aa_command(fail_cleanly)):
         main.add_command(command)
 
 
@@ -107,6 +108,41 @@ def _compare_command(fail_cleanly) -> click.Command:
             sys.exit(1)
 
     return compare_cmd
+
+
+def _aa_command(fail_cleanly) -> click.Command:
+    @click.command("aa")
+    @click.argument("suite_file", type=click.Path(path_type=Path))
+    @click.option("--variant", help="The variant to measure twice (default: the suite's first).")
+    @click.option("--lengths", help="Clip lengths in seconds, e.g. 5,30.")
+    @click.option("--modes", help="Modes, e.g. single,chunked.")
+    @click.option("--repeats", type=int, help="Measured repeats per case.")
+    @click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE", help="Override any suite field.")
+    @click.option("--out", type=click.Path(path_type=Path), help="Folder for the run folder.")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+    @_format_option
+    @fail_cleanly
+    def aa_cmd(suite_file, variant, lengths, modes, repeats, set_items, out, seed, fmt):
+        """A/A: run SUITE_FILE's configuration as two identical variants (aa1, aa2), interleaved,
+        and report per case the false verdicts and the noise floor: the smallest change this
+        machine can show. Exit 1 when a verdict other than "no significant change" came out."""
+        from ..analysis.compare import aa_floor
+        from ..formats.documents import compare_document
+        from ..run.progress import ProgressPrinter
+        from ..run.runner import run_suite
+        from ..suite import aa_suite, load_suite
+        from .common import signals_raise_interrupted, suite_overrides
+
+        overrides = suite_overrides(lengths, modes, repeats, None, None, None, None, set_items)
+        suite = aa_suite(load_suite(suite_file, overrides), variant)
+        with ProgressPrinter() as progress, signals_raise_interrupted():
+            result = run_suite(suite, out_dir=out, argv=sys.argv, on_event=progress.handle)
+        floor = aa_floor(result.run_dir, seed=seed)
+        _emit(compare_document(floor.comparison), fmt)
+        if floor.false_verdicts:
+            sys.exit(1)
+
+    return aa_cmd
 
 
 def _tune_command(fail_cleanly) -> click.Command:
