@@ -67,3 +67,38 @@ def test_bench_run_cycles_through_a_buckets_files_and_leaves_out_empty_buckets(b
     assert list(single_5["input"]) == ["a.wav", "b.wav", "a.wav", "b.wav"]
     chunked_12 = totals.query("case_id == 'default/chunked/12s'")
     assert (chunked_12["quality_snr_db"] > 20).all() and (chunked_12["io_wait_ms"] >= 0).all()
+
+
+def _loading_suite(write_suite, tmp_path, loading: str):
+    clips = tmp_path / f"clips-{loading}"
+    clips.mkdir()
+    for i in range(3):
+        write_wav(clips / f"c{i}.wav", 2.0, rate=8000, channels=2)  # resampled to the pipeline's 1 kHz
+    return write_suite(f"""
+        name = "loading"
+        pipeline = "testing_pipelines:build"
+        pipeline_args = {{ fail_if_loading = true }}
+        device = "cpu"
+        clip_lengths_s = [2]
+        modes = ["single"]
+        repeats = 3
+        warmup = 1
+        inputs = "{clips}"
+        input_loading = "{loading}"
+    """, name=f"{loading}.toml")
+
+
+def test_inputs_are_loaded_before_the_measured_call_unless_overlap_is_chosen(write_suite, tmp_path):
+    from benchrunner.results import read_manifest, read_samples
+    from benchrunner.runner import run_suite
+    from benchrunner.suite import load_suite
+
+    before = run_suite(load_suite(_loading_suite(write_suite, tmp_path, "before")), out_dir=tmp_path / "r1").run_dir
+    totals = read_samples(before).query("stage == 'total'")
+    assert (totals["status"] == "ok").all() and (totals["io_wait_ms"] > 0).all()
+    assert not [w for w in read_manifest(before)["warnings"] if w["code"] == "input_overlap"]
+    overlap = run_suite(load_suite(_loading_suite(write_suite, tmp_path, "overlap")), out_dir=tmp_path / "r2").run_dir
+    totals = read_samples(overlap).query("stage == 'total'")
+    assert (totals["status"] == "error").all()  # the scenario: a loading thread runs beside the call
+    assert read_manifest(overlap)["design"]["input_loading"] == "overlap"
+    assert [w for w in read_manifest(overlap)["warnings"] if w["code"] == "input_overlap"]

@@ -6,6 +6,7 @@ Workers import them by name (``testing_pipelines:build``); tests/ is on their pa
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import torch
@@ -36,7 +37,7 @@ def _smooth(value: dict) -> dict:
 def build(fail_chunk: int | None = None, permanent: bool = False, fail_clip_s: float | None = None,
           abort_clip_s: float | None = None, hang_clip_s: float | None = None, busy_ms: float = 0.0,
           trim_last: bool = False, cuda_error_clip_s: float | None = None,
-          device_assert_clip_s: float | None = None) -> Pipeline:
+          device_assert_clip_s: float | None = None, fail_if_loading: bool = False) -> Pipeline:
     def flaky(value: dict) -> dict:
         seconds = value["audio"].shape[-1] / RATE
         if device_assert_clip_s is not None and abs(seconds - device_assert_clip_s) < 1e-6:
@@ -60,6 +61,8 @@ def build(fail_chunk: int | None = None, permanent: bool = False, fail_clip_s: f
         return value
 
     def busy(value: dict) -> dict:
+        if fail_if_loading and any(t.name == "benchrunner-prefetch" for t in threading.enumerate()):
+            raise RuntimeError("an input-loading thread is alive during the measured call")
         end = time.perf_counter() + busy_ms / 1000
         while time.perf_counter() < end:
             pass
