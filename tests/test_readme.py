@@ -32,4 +32,4 @@ def test_readme_example_pipeline_runs_with_bench_run(tmp_path):
     assert len(totals) == 6 and (totals["failures"] == 0).all()
     chunked = totals[totals["mode"] == "chunked"]
     assert (chunked["quality_snr_db"] > 40).all()  # conv edges stay inside the dropped context
-    assert set(frame["stage"]) == {"denoise", "upsample", "total"}
+    assert set(frame["stage"]) == {"denoise", "upsample", "split", "merge", "total"}  # split, merge: chunked

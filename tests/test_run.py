@@ -41,8 +41,11 @@ def test_quick_style_run_writes_three_files_with_a_row_per_case_repeat_stage(ben
     assert (samples["schema_version"] == SCHEMA_VERSION).all()
     keys = samples[["case_id", "repeat", "stage"]]
     assert not keys.duplicated().any()
-    assert len(samples) == 2 * 3 * 3 * len(REFERENCE_STAGES)
-    assert set(samples["stage"]) == set(REFERENCE_STAGES)
+    chunked_repeats = (samples["stage"] == "total") & (samples["executed_as"] == "chunked")
+    assert len(samples) == 2 * 3 * 3 * len(REFERENCE_STAGES) + 2 * int(chunked_repeats.sum())  # + split, merge
+    assert set(samples["stage"]) == set(REFERENCE_STAGES) | {"split", "merge"}
+    harness = samples[samples["stage"].isin(["split", "merge"])]
+    assert set(harness["executed_as"]) == {"chunked"} and (harness["latency_ms"] > 0).all()
     assert (samples["status"] == "ok").all()
     totals = samples[samples["stage"] == "total"]
     assert (totals["latency_ms"] > 0).all() and (totals["peak_mem_bytes"] > 0).all()

@@ -136,9 +136,10 @@ def profiler_activity(device: str) -> str:
 def run_steps(pipeline: Pipeline, case: Case, timer: ProfilingStageTimer, steps: int, *,
               after_step: Callable[[], None] = lambda: None,
               step_range: Callable[[int], AbstractContextManager] = lambda index: nullcontext()) -> None:
-    """``steps`` calls of the case, each fed by the prefetch thread like a worker's repeats,
-    each inside ``step_range(index)`` and followed by ``after_step()``."""
-    prefetcher = Prefetcher(pipeline)
+    """``steps`` calls of the case, each fed as a worker's repeats are by default (the clip
+    loaded before the call, inside the ``io_wait`` range), each inside ``step_range(index)``
+    and followed by ``after_step()``."""
+    prefetcher = Prefetcher(pipeline, overlap=False)
     prefetcher.schedule([case.input_for(i) for i in range(steps)])
     chunked = ChunkedMode(**asdict(case.chunk))
     try:
