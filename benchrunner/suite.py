@@ -75,6 +75,7 @@ class Suite:
     interleave: bool = True
     timer: str = "auto"   # "auto" (CUDA events on CUDA) or "sync" (synchronize all devices per stage)
     input_loading: str = "before"   # "before" the measured call, or "overlap" (a prefetch thread during it)
+    processes_per_variant: int = 1  # interleaved variants: worker processes per variant, one after another (blocks)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def variant_args(self, variant: str) -> dict[str, Any]:
@@ -130,7 +131,7 @@ def _positive_list(v: Any) -> bool:
 TOP_LEVEL_KEYS = ("name", "description", "pipeline", "pipeline_args", "variants", "device", "clip_lengths_s",
                   "modes", "hybrid_thresholds_s", "chunk", "repeats", "warmup", "timeout_s", "memory_limit_gb",
                   "inputs", "seed", "sampler", "budgets", "results_dir", "interleave", "timer",
-                  "input_loading")
+                  "input_loading", "processes_per_variant")
 
 
 def load_suite(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Suite:
@@ -197,6 +198,7 @@ def validate_suite(raw: dict[str, Any], path: Path) -> Suite:
         timer=r.get("timer", lambda v: v in TIMERS, " or ".join(f'"{k}"' for k in TIMERS), "auto"),
         input_loading=r.get("input_loading", lambda v: v in ("before", "overlap"), '"before" or "overlap"',
                             "before"),
+        processes_per_variant=r.get("processes_per_variant", _int_at_least(1), "an integer >= 1", 1),
         raw=raw,
     )
 

@@ -130,3 +130,21 @@ def test_aa_command_measures_one_configuration_twice_and_reports_false_verdicts_
     assert manifest["suite"]["variants"] == {"aa1": {"busy_ms": 3.0}, "aa2": {"busy_ms": 3.0}}
     assert manifest["design"]["variants"] == "interleaved"
     assert (done.returncode == 1) == ("slower" in text or "faster" in text)
+
+
+def test_each_variant_can_be_measured_in_several_processes_one_block_each(write_suite, tmp_path):
+    run_dir = _run(write_suite, tmp_path, TWO_VARIANTS.format(interleave="true").replace("[2, 4]", "[2]")
+                   .replace('modes = ["single", "chunked"]', 'modes = ["single"]').replace("repeats = 3", "repeats = 4")
+                   + "processes_per_variant = 2\n")
+    manifest = read_manifest(run_dir)
+    assert manifest["design"]["processes_per_variant"] == 2
+    pids = {}
+    for worker in manifest["workers"]:
+        pids.setdefault(worker["variant"], set()).add(worker["pid"])
+    assert {v: len(p) for v, p in pids.items()} == {"a": 2, "b": 2}
+    totals = read_samples(run_dir).query("stage == 'total'")
+    assert (totals["status"] == "ok").all() and len(totals) == 2 * 4
+    from benchrunner.analysis.compare import process_blocks
+
+    assert process_blocks(manifest) == [0, 0, 1, 1]
+    assert compare("a", "b", run=run_dir).design == "paired"

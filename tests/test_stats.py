@@ -312,3 +312,20 @@ def test_noise_floor_is_the_90th_percentile_of_absolute_log_changes():
     ratios = [1.01, 0.99, 1.02, 0.98, 1.03, 1 / 1.03, 1.0, 1.0, 1.0, 1.05]
     assert stats.noise_floor(ratios) == pytest.approx(np.exp(np.quantile(np.abs(np.log(ratios)), 0.9)) - 1)
     assert stats.noise_floor([1.0, 1.1]) is None
+
+
+def test_processes_as_blocks_widen_the_interval_to_cover_a_per_process_offset():
+    """Identical code in four pairs of processes, each pair with its own offset (the process
+    effect): per round the ratio is steady, so rounds alone make a narrow, wrong interval;
+    with the process pair as the block, the interval covers 1."""
+    rng = np.random.default_rng(11)
+    offsets = [1.05, 1.01, 1.04, 0.985]
+    a = 100 * np.exp(rng.normal(0, 0.003, 24))
+    b = a * np.repeat(offsets, 6) * np.exp(rng.normal(0, 0.003, 24))
+    blocks = stats.contiguous_blocks(24, 4)
+    assert blocks == [0] * 6 + [1] * 6 + [2] * 6 + [3] * 6
+    _, low, high = stats.paired_ratio_ci(a, b)
+    assert low > 1.0  # rounds only: a false "slower"
+    ratio, low, high = stats.paired_ratio_ci(a, b, blocks=blocks)
+    assert low < 1.0 < high
+    assert stats.compare_paired(a, b, blocks=blocks).verdict == stats.NO_CHANGE

@@ -171,7 +171,8 @@ def compare(a: str, b: str, *, run: str | Path | None = None, results_dir: Path 
     frame_b, label_b = select(data, side_b)
     result = compare_frames(frame_a, frame_b, a_label=label_a, b_label=label_b, metric=metric, stage=stage,
                             min_effect=min_effect, seed=seed, all_stages=all_stages,
-                            paired=measured_in_alternating_rounds(data.manifest, frame_a, frame_b))
+                            paired=measured_in_alternating_rounds(data.manifest, frame_a, frame_b),
+                            round_blocks=process_blocks(data.manifest))
     notes = [f"run: {data.run_id} ({data.path})", *_status_notes(data), *result.notes]
     return replace(result, notes=notes)
 
@@ -292,10 +293,22 @@ def measured_in_alternating_rounds(manifest: dict, samples_a: pd.DataFrame, samp
     return design.get("variants") == "interleaved"
 
 
+def process_blocks(manifest: dict) -> list[int] | None:
+    """Which block (pair of worker processes) measured each round, when the run measured every
+    variant in several processes (manifest design ``processes_per_variant`` > 1); else None."""
+    design = manifest.get("design") or {}
+    processes = int(design.get("processes_per_variant") or 1)
+    repeats = int(((manifest.get("suite") or {}).get("repeats")) or 0)
+    if processes <= 1 or repeats < 2 or design.get("variants") != "interleaved":
+        return None
+    return stats.contiguous_blocks(repeats, processes)
+
+
 def compare_frames(samples_a: pd.DataFrame, samples_b: pd.DataFrame, *, a_label: str, b_label: str,
                    metric: str = "latency", stage: str = "total", min_effect: float = 0.02, seed: int = 0,
                    all_stages: bool = False, match_on: Sequence[str] | None = None, paired: bool = False,
-                   night_noise: dict[str, "NightNoise"] | None = None) -> CompareResult:
+                   night_noise: dict[str, "NightNoise"] | None = None,
+                   round_blocks: list[int] | None = None) -> CompareResult:
     """B against A over two samples.csv frames (pure: no I/O).
 
     Cases are matched by ``match_on`` (default: the case key columns CASE_KEY, less those
@@ -317,7 +330,7 @@ def compare_frames(samples_a: pd.DataFrame, samples_b: pd.DataFrame, *, a_label:
             effect = noise.noise if noise is not None else min_effect
             row, values = _row(cases_a[key], cases_b[key], clip_s=_clip_of(key, keys), stage=stage_name,
                                metric=metric, spec=spec, min_effect=effect, seed=seed,
-                               case=labeller.label(key), paired=paired)
+                               case=labeller.label(key), paired=paired, round_blocks=round_blocks)
             row = replace(row, min_effect=effect, noise_nights=noise.nights if noise is not None else None)
             rows.append(row)
             if values is not None and stage_name == stages[0]:
@@ -362,7 +375,8 @@ def _stages(samples_a: pd.DataFrame, samples_b: pd.DataFrame, spec: MetricSpec, 
 
 
 def _row(case_a: pd.DataFrame, case_b: pd.DataFrame, *, clip_s: float, stage: str, metric: str,
-         spec: MetricSpec, min_effect: float, seed: int, case: str, paired: bool = False):
+         spec: MetricSpec, min_effect: float, seed: int, case: str, paired: bool = False,
+         round_blocks: list[int] | None = None):
     """(CompareRow, (values_a, values_b) when a ratio was computed else None); paired rows
     compare the values of each repeat (round) of A with the same repeat of B."""
     fail_a, fail_b = _failure_counts(case_a), _failure_counts(case_b)
@@ -372,8 +386,11 @@ def _row(case_a: pd.DataFrame, case_b: pd.DataFrame, *, clip_s: float, stage: st
         row = CompareRow(clip_s, TOTAL_STAGE, metric, fc.n_a, fc.n_b, fc.rate_a, fc.rate_b, None, None, None,
                          fc.p_value, fc.verdict, text_a, text_b, case)
         return row, None
+    blocks = None
     if paired:
-        values_a, values_b = _round_values(case_a, case_b, spec.column, stage)
+        values_a, values_b, repeats = _round_values(case_a, case_b, spec.column, stage)
+        if round_blocks is not None and all(r < len(round_blocks) for r in repeats):
+            blocks = [round_blocks[r] for r in repeats]
     else:
         values_a, values_b = _ok_values(case_a, spec.column, stage), _ok_values(case_b, spec.column, stage)
     if min(values_a.size, values_b.size) >= 2 and min(values_a.min(), values_b.min()) <= 0:
@@ -382,9 +399,12 @@ def _row(case_a: pd.DataFrame, case_b: pd.DataFrame, *, clip_s: float, stage: st
                          float(np.median(values_b)), None, None, None, stats.mann_whitney_p(values_a, values_b),
                          stats.INSUFFICIENT, text_a, text_b, case)
         return row, None
-    compare_fn = stats.compare_paired if paired else stats.compare_samples
-    comparison = compare_fn(values_a, values_b, min_effect=min_effect, conf=CONF, n_boot=N_BOOT,
-                            seed=seed, verdict_words=spec.words)
+    if paired:
+        comparison = stats.compare_paired(values_a, values_b, min_effect=min_effect, conf=CONF, n_boot=N_BOOT,
+                                          seed=seed, verdict_words=spec.words, blocks=blocks)
+    else:
+        comparison = stats.compare_samples(values_a, values_b, min_effect=min_effect, conf=CONF, n_boot=N_BOOT,
+                                           seed=seed, verdict_words=spec.words)
     row = CompareRow(clip_s, stage, metric, comparison.n_a, comparison.n_b, comparison.median_a,
                      comparison.median_b, comparison.ratio, comparison.ci_low, comparison.ci_high,
                      comparison.p_value, comparison.verdict, text_a, text_b, case)
@@ -392,8 +412,9 @@ def _row(case_a: pd.DataFrame, case_b: pd.DataFrame, *, clip_s: float, stage: st
 
 
 def _round_values(case_a: pd.DataFrame, case_b: pd.DataFrame, column: str, stage: str
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The values of the repeats (rounds) where both A and B succeeded, aligned by repeat."""
+                  ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The values of the repeats (rounds) where both A and B succeeded, aligned by repeat, and
+    those repeats."""
     def by_repeat(case: pd.DataFrame) -> pd.Series:
         picked = case[(case["stage"] == stage) & (case["status"] == OK)]
         values = pd.to_numeric(picked[column], errors="coerce")
@@ -402,7 +423,7 @@ def _round_values(case_a: pd.DataFrame, case_b: pd.DataFrame, column: str, stage
 
     a, b = by_repeat(case_a), by_repeat(case_b)
     common = a.index.intersection(b.index).sort_values()
-    return a.loc[common].to_numpy(dtype=float), b.loc[common].to_numpy(dtype=float)
+    return a.loc[common].to_numpy(dtype=float), b.loc[common].to_numpy(dtype=float), [int(r) for r in common]
 
 
 def _ok_values(case: pd.DataFrame, column: str, stage: str) -> np.ndarray:

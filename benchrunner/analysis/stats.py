@@ -260,6 +260,7 @@ def paired_ratio_ci(
     n_boot: int = 2000,
     conf: float = 0.95,
     seed: int = 0,
+    blocks: Sequence | None = None,
 ) -> tuple[float, float, float]:
     """(ratio, ci_low, ci_high) for a paired (block) design: a[i] and b[i] were measured in
     the same round i, close in time, so a drift of the machine over the run multiplies both.
@@ -270,15 +271,53 @@ def paired_ratio_ci(
     and (1 + conf)/2 quantiles, numpy type 7). Rounds with a NaN on either side are dropped;
     >= 2 rounds with positive finite values are needed. The same block design as
     ``bench selfcheck``'s alternating rounds.
+
+    ``blocks`` (one label per round, e.g. which pair of worker processes measured it): when
+    there are several, the interval comes from a two-stage bootstrap (blocks resampled with
+    replacement, then rounds within each), so a difference between processes widens the
+    interval instead of reading as an effect.
     """
-    xa, xb = _pairs(a, b)
+    xa, xb, groups = _pairs_in_blocks(a, b, blocks)
     if xa.size < 2:
         raise ValueError(f"paired samples need at least 2 complete rounds, got {xa.size}")
     if np.any(xa <= 0) or np.any(xb <= 0):
         raise ValueError("paired samples must hold positive values for a ratio")
     ratios = xb / xa
     rng = np.random.default_rng(seed)
-    return (float(np.median(ratios)), *_interval(_boot(rng, ratios, n_boot, np.median), conf))
+    if groups is None:
+        return (float(np.median(ratios)), *_interval(_boot(rng, ratios, n_boot, np.median), conf))
+    return (float(np.median(ratios)), *_interval(_block_boot(rng, ratios, groups, n_boot), conf))
+
+
+def _pairs_in_blocks(a, b, blocks):
+    """Complete rounds, and their block labels as integer groups (None without blocks, or with one)."""
+    if blocks is None:
+        return (*_pairs(a, b), None)
+    xa, xb = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    labels = np.asarray(blocks).ravel()
+    if not xa.shape == xb.shape == labels.shape:
+        raise ValueError("blocks need one label per round")
+    keep = np.isfinite(xa) & np.isfinite(xb)
+    _, groups = np.unique(labels[keep], return_inverse=True)
+    return xa[keep], xb[keep], (groups if np.unique(groups).size > 1 else None)
+
+
+def _block_boot(rng: np.random.Generator, ratios: np.ndarray, groups: np.ndarray, n_boot: int) -> np.ndarray:
+    """Two-stage bootstrap: resample the blocks with replacement, then the rounds within each
+    chosen block; the median of the pooled ratios of each resample."""
+    members = [ratios[groups == g] for g in range(groups.max() + 1)]
+    draws = np.empty(n_boot)
+    for i in range(n_boot):
+        chosen = rng.integers(0, len(members), len(members))
+        draws[i] = np.median(np.concatenate([m[rng.integers(0, m.size, m.size)] for m in (members[c] for c in chosen)]))
+    return draws
+
+
+def contiguous_blocks(rounds: int, blocks: int) -> list[int]:
+    """Block label of each of ``rounds`` rounds split into ``blocks`` contiguous, near-equal
+    segments (round r is in block r * blocks // rounds)."""
+    blocks = max(1, min(blocks, rounds))
+    return [r * blocks // rounds for r in range(rounds)]
 
 
 def wilcoxon_p(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -303,8 +342,10 @@ def compare_paired(
     seed: int = 0,
     higher_is_better: bool = False,
     verdict_words: tuple[str, str] = (FASTER, SLOWER),
+    blocks: Sequence | None = None,
 ) -> Comparison:
-    """Compare b against a measured in alternating rounds (a[i], b[i] in round i).
+    """Compare b against a measured in alternating rounds (a[i], b[i] in round i; ``blocks``
+    labels the rounds' blocks, see paired_ratio_ci).
 
     ratio and interval: paired_ratio_ci (median of per-round ratios, bootstrap over rounds);
     p_value: wilcoxon_p (reported, not used in the verdict). The verdict rule is that of
@@ -317,7 +358,7 @@ def compare_paired(
     med_b = float(np.median(xb)) if xb.size else None
     if xa.size < 2:
         return Comparison(xa.size, xb.size, med_a, med_b, None, None, None, None, INSUFFICIENT, min_effect, PAIRED)
-    ratio, low, high = paired_ratio_ci(xa, xb, n_boot=n_boot, conf=conf, seed=seed)
+    ratio, low, high = paired_ratio_ci(a, b, n_boot=n_boot, conf=conf, seed=seed, blocks=blocks)
     significant = (low > 1.0 or high < 1.0) and abs(ratio - 1.0) >= min_effect
     verdict = NO_CHANGE if not significant else (good if (ratio > 1.0) == higher_is_better else bad)
     return Comparison(xa.size, xb.size, med_a, med_b, ratio, low, high, wilcoxon_p(xa, xb), verdict,

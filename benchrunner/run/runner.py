@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
+from ..analysis import stats
 from ..analysis.summary import summarise
 from ..analysis.warnings import (device_memory_warnings, gpu_run_warnings, other_process_warnings, quality_warnings,
                                  run_warnings, sampler_warnings)
@@ -264,6 +265,10 @@ class _WorkerSlot:
                 "baseline_bytes": baseline_after, "action": "worker restarted"})
             self._close(case.variant)
 
+    def replace(self, variant: str) -> None:
+        """Stop the variant's worker so that the next ``get`` starts a fresh process (a new block)."""
+        self._close(variant)
+
     def _close(self, variant: str) -> None:
         worker = self.live.pop(variant, None)
         self.reference_baselines.pop(variant, None)
@@ -435,9 +440,16 @@ def _run_variant_rounds(slot: "_WorkerSlot", group: list[Case], files: RunFiles,
         else:
             baselines[variant] = outcome.baseline_after
 
-    for variant in variants:
-        run_part(variant, GroupPart(warmup=True, first_round=0, stop_round=0))
-    for r in range(max(case.repeats for case in group)):
+    rounds = max(case.repeats for case in group)
+    blocks = stats.contiguous_blocks(rounds, slot.suite.processes_per_variant)
+    for r in range(rounds):
+        if r == 0 or blocks[r] != blocks[r - 1]:  # a new block: a fresh worker per variant, warmed up
+            for variant in [v for v in variants if v not in lost]:
+                if r > 0:
+                    slot.after_case(by_variant[variant][-1], baselines.get(variant), None)
+                    slot.replace(variant)
+                    workers[variant] = slot.get(by_variant[variant][0], keep_others=True)
+                run_part(variant, GroupPart(warmup=True, first_round=0, stop_round=0))
         for k in range(len(variants)):
             variant = variants[(k + r) % len(variants)]
             if variant not in lost:
@@ -491,7 +503,8 @@ def run_design(suite: Suite, variants: dict) -> dict[str, str]:
     ``variants`` "interleaved" (alternating rounds: paired statistics apply), "sequential",
     or "one"; ``input_loading`` "before" the measured call or "overlap" with it."""
     return {"modes": "interleaved" if suite.interleave else "sequential", "variants": variants["variants"],
-            "variants_reason": variants["reason"], "input_loading": suite.input_loading}
+            "variants_reason": variants["reason"], "input_loading": suite.input_loading,
+            "processes_per_variant": suite.processes_per_variant if variants["variants"] == "interleaved" else 1}
 
 
 def design_warnings(design: dict | None) -> list[dict]:
