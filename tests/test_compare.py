@@ -104,6 +104,32 @@ def test_a_change_under_the_minimum_effect_is_no_change(tmp_path):
     assert compare_frames(a, b, a_label="a", b_label="b", min_effect=0.005).rows[0].verdict == "faster"
 
 
+def test_run_against_run_minimum_effect_is_the_cases_night_to_night_noise(tmp_path):
+    from benchrunner.compare import NOISE_MIN_NIGHTS, noise_summary, night_to_night_noise
+
+    nights = [100, 103, 98, 102, 97, 101, 104, 99]  # this case moves about 4% night to night
+    series = pd.DataFrame({"run_id": [f"n{i}" for i in range(8)] * 2,
+                           "case_id": ["default/single/10s"] * 8 + ["default/single/30s"] * 8,
+                           "value": nights + [300.0] * 5 + [float("nan")] * 3})
+    noise = night_to_night_noise(series)
+    assert set(noise) == {"default/single/10s"}  # 5 nights of the 30 s case are too few
+    assert noise["default/single/10s"].nights == 8 >= NOISE_MIN_NIGHTS
+    assert 0.04 < noise["default/single/10s"].noise < 0.06
+    base = rows_for("single", 10.0, noisy(100, 200, 0.002, 1)) + rows_for("single", 30.0, noisy(300, 200, 0.002, 3))
+    new = rows_for("single", 10.0, noisy(103, 200, 0.002, 2), run_id="b") + \
+        rows_for("single", 30.0, noisy(309, 200, 0.002, 4), run_id="b")
+    a, b = read_samples(write_run(tmp_path / "a", base)), read_samples(write_run(tmp_path / "b", new))
+    result = compare_frames(a, b, a_label="a", b_label="b", match_on=["pipeline", "variant", "mode", "threshold_s",
+                                                                      "clip_s"], night_noise=noise)
+    by_clip = {row.clip_s: row for row in result.rows}
+    assert by_clip[10.0].verdict == "no significant change" and by_clip[10.0].noise_nights == 8
+    assert by_clip[10.0].within_noise_text().startswith("within the usual night-to-night noise (+-")
+    assert by_clip[30.0].verdict == "slower" and by_clip[30.0].min_effect == 0.02  # no noise known: 2%
+    assert by_clip[30.0].within_noise_text() is None
+    assert noise_summary(result).startswith("latency against a: 1 case(s) within the usual night-to-night noise")
+    assert any("night-to-night noise" in note for note in result.notes)
+
+
 def test_same_data_gives_the_same_interval(tmp_path):
     rows = rows_for("chunked", 10.0, noisy(100, 8, 0.05, 1)) + rows_for("single", 10.0, noisy(104, 8, 0.05, 2))
     samples = read_samples(write_run(tmp_path / "r", rows))
