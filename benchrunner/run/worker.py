@@ -186,13 +186,11 @@ class Worker:
                 if repeat >= 0:
                     send(("repeat", case.case_id, repeat_rows(case, self.stages, measurement)))
         timelines = self._timelines(cases, start_ms, windows)
-        send(("group_done", timelines, self._baseline_after(), self.diagnostics(), case_level_util(timelines)))
-
-    def _end_if_device_broken(self, m: RepeatMeasurement) -> None:
-        """After a sticky CUDA error every later case would fail in this process: stop here
-        (the repeat is recorded by the parent as the worker's loss, with this message)."""
-        if self._sticky_error:
-            raise WorkerMustEnd(f"CUDA error left the device unusable; worker replaced: {m.error}")
+        # The memory check frees cached memory (gc, CUDA cache): only once the group's last round
+        # is done, never between rounds, where it would make the next call allocate afresh.
+        final = part.stop_round is None or part.stop_round >= max(case.repeats for case in cases)
+        send(("group_done", timelines, self._baseline_after() if final else None, self.diagnostics(),
+              case_level_util(timelines)))
 
     def diagnostics(self) -> dict[str, Any]:
         """What the sampler's backend had to say so far: failed queries, source changes, why it
