@@ -169,7 +169,8 @@ class Worker:
             self.references = {}  # references serve one clip length at a time
         part = part or GroupPart()
         order = call_order(cases, part)
-        self._schedule([cases[c].input_for(i) for c, i in order] + list(next_refs))
+        look_ahead = list(next_refs) if self.prefetcher.overlap else []  # loading before a call needs none
+        self._schedule([cases[c].input_for(i) for c, i in order] + look_ahead)
         start_ms = self.sampler.now_ms() if self.sampler else 0.0
         if part.warmup:
             self._group_start_ms = start_ms
