@@ -38,15 +38,15 @@ def _write_wavs(folder: Path, count: int, clip_s: float, rate: int = 44100) -> l
 
 
 def _stage_ms(pipeline, clip, timer) -> float:
-    from benchrunner.selfcheck import harness_repeat
+    from benchrunner.run.selfcheck import harness_repeat
 
     _, stage_ms = harness_repeat(pipeline, clip, timer, "cpu")
     return sum(stage_ms.values())
 
 
 def measure(*, overlap: bool, blocks: int, per_block: int, clip_s: float, scale: str) -> tuple[float, float, float]:
-    from benchrunner import stats
-    from benchrunner.inputs import InputRef, Prefetcher
+    from benchrunner.analysis import stats
+    from benchrunner.run.inputs import InputRef, Prefetcher
     from benchrunner.measure.timing import CpuStageTimer
     from benchrunner.pipeline import load_pipeline
 

@@ -27,9 +27,9 @@ import numpy as np
 
 
 def _session(out: Path, *, interleave: bool, repeats: int, scale: str, clip_s: float, index: int) -> dict:
-    from benchrunner import stats
-    from benchrunner.results import read_samples
-    from benchrunner.runner import run_suite
+    from benchrunner.analysis import stats
+    from benchrunner.store.results import read_samples
+    from benchrunner.run.runner import run_suite
     from benchrunner.suite import load_suite
 
     path = out / f"s{index}-{'i' if interleave else 's'}.toml"

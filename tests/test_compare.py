@@ -105,7 +105,7 @@ def test_a_change_under_the_minimum_effect_is_no_change(tmp_path):
 
 
 def test_run_against_run_minimum_effect_is_the_cases_night_to_night_noise(tmp_path):
-    from benchrunner.compare import NOISE_MIN_NIGHTS, noise_summary, night_to_night_noise
+    from benchrunner.analysis.compare import NOISE_MIN_NIGHTS, noise_summary, night_to_night_noise
 
     nights = [100, 103, 98, 102, 97, 101, 104, 99]  # this case moves about 4% night to night
     series = pd.DataFrame({"run_id": [f"n{i}" for i in range(8)] * 2,

@@ -89,8 +89,8 @@ def _loading_suite(write_suite, tmp_path, loading: str):
 
 
 def test_inputs_are_loaded_before_the_measured_call_unless_overlap_is_chosen(write_suite, tmp_path):
-    from benchrunner.results import read_manifest, read_samples
-    from benchrunner.runner import run_suite
+    from benchrunner.store.results import read_manifest, read_samples
+    from benchrunner.run.runner import run_suite
     from benchrunner.suite import load_suite
 
     before = run_suite(load_suite(_loading_suite(write_suite, tmp_path, "before")), out_dir=tmp_path / "r1").run_dir
