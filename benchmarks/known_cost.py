@@ -120,7 +120,7 @@ def run_check(*, repeats: int = 20, lengths: list[float] = (10.0, 40.0), out: Pa
     totals = pd.read_csv(result.run_dir / "samples.csv")
     totals = totals[(totals["stage"] == "total") & (totals["status"] == "ok")]
     for case_id, rows in totals.groupby("case_id", sort=False):
-        peak = float(rows["peak_mem_bytes"].median())
+        peak = float(rows["peak_mem_growth_bytes"].median())  # what the case added over the worker's baseline
         error = peak / ALLOC_BYTES - 1.0
         checks.append((f"memory {case_id}", abs(error) <= 0.05,
                        f"median peak {peak / MIB:.2f} MiB vs known {ALLOC_BYTES / MIB:g} MiB ({error:+.2%})"))
