@@ -193,6 +193,12 @@ class Worker:
         send(("group_done", timelines, self._baseline_after() if final else None, self.diagnostics(),
               case_level_util(timelines)))
 
+    def _end_if_device_broken(self, m: RepeatMeasurement) -> None:
+        """After a sticky CUDA error every later case would fail in this process: stop here
+        (the repeat is recorded by the parent as the worker's loss, with this message)."""
+        if self._sticky_error:
+            raise WorkerMustEnd(f"CUDA error left the device unusable; worker replaced: {m.error}")
+
     def diagnostics(self) -> dict[str, Any]:
         """What the sampler's backend had to say so far: failed queries, source changes, why it
         fell back to the CPU, and other processes seen on the GPU."""
