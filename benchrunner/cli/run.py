@@ -83,7 +83,9 @@ def _only_variants(suite, names: str):
     if unknown:
         raise UserError(f"--variants: {unknown[0]!r} is not a variant of {suite.path} "
                         f"(expected one of {', '.join(suite.variants)})")
-    return replace(suite, variants={n: suite.variants[n] for n in wanted})
+    # without its reference variant a run has nothing to compare outputs with: accuracy stays blank
+    reference = suite.reference_variant if suite.reference_variant in wanted else None
+    return replace(suite, variants={n: suite.variants[n] for n in wanted}, reference_variant=reference)
 
 
 @click.command()

@@ -11,6 +11,7 @@ from ..measure.environment import environment_summary, format_environment
 from . import analysis, chartdata, fmt, profiles, tables, trend, verdicts
 from .answers import page_one
 from .model import DEFAULT_TREND_NIGHTS, ReportModel, RunView, Section, load_run, run_date
+from .variants import variants_section
 
 
 def _commit(git: dict | None) -> str:
@@ -191,7 +192,8 @@ def assemble(view: RunView, base: RunView | None, *, db_url: str | None = None,
     headline = tables.headline_table(view)
     sections = [
         _section("overview", "Summary per mode", "모드별 요약", headline),
-        *_compare_section(modes, runs, base), *_measure_sections(view, memory_budget), _budget_section(budgets),
+        *_compare_section(modes, runs, base), *_measure_sections(view, memory_budget), variants_section(view),
+        _budget_section(budgets),
         _sweep_section(sweep, view), _trend_section(history, view),
         _profile_section(profiles.profile_outcome(view.run_dir)),
         *_detail_sections(view, [*modes, *runs]), _appendix(view, warnings, omitted, sweep),

@@ -110,7 +110,7 @@ def _prepare(suite: Suite, slot: "_WorkerSlot", run_id: str, device: str, run_di
     """Cases, and the first worker started: a bucket without inputs or a pipeline that fails
     to load is bad input, and leaves no folder behind that this run made."""
     try:
-        cases, notes = build_cases(suite, run_id=run_id, device=device)
+        cases, notes = build_cases(suite, run_id=run_id, device=device, run_dir=run_dir)
         slot.get(cases[0])
     except UserError:
         if not any(p.name != ".lock" for p in run_dir.iterdir()):
@@ -136,7 +136,7 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
                             "version that started it, or start a new run)")
         complete, repairs = repair_run(run_dir, stored.repeats)
         device = manifest["suite"]["device"]
-        cases, notes = build_cases(stored, run_id=manifest["run_id"], device=device)
+        cases, notes = build_cases(stored, run_id=manifest["run_id"], device=device, run_dir=run_dir)
         todo = [c for c in cases if c.case_id not in complete]
         manifest.setdefault("resumed", []).append({
             "at": now_iso(), "argv": list(argv or sys.argv), "repairs": repairs, "cases_left": len(todo),
@@ -193,7 +193,11 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
         manifest["workers"] = manifest.get("workers", []) + slot.workers
         manifest["baseline_drift"] = manifest.get("baseline_drift", []) + slot.drift
         manifest["sampler"] = slot.sampler
+        manifest["variants"] = {**manifest.get("variants", {}), **{k: v for k, v in slot.variants.items()
+                                                                   if k not in manifest.get("variants", {})}}
         _finish(files, manifest, status, emit)
+    if status == "finished":
+        shutil.rmtree(files.dir / "accuracy_reference", ignore_errors=True)  # kept only for a --resume
     samples = read_samples(files.dir)
     failed = int(((samples["stage"] == "total") & (samples["status"] != "ok")).sum())
     return RunResult(manifest["run_id"], files.dir, status, len(cases), failed, manifest.get("warnings", []))
@@ -208,6 +212,7 @@ class _WorkerSlot:
         self.worker: LocalWorker | None = None
         self.reference_baseline: int | None = None
         self.workers: list[dict] = []   # what each worker reported when ready
+        self.variants: dict[str, dict] = {}  # per variant: how its first worker built it (size, set-up cost)
         self.drift: list[dict] = []     # workers replaced because memory did not come back
         self.single_pass_lost: set[tuple[str, float]] = set()  # (variant, clip_s) whose single pass killed a worker
         self.sampler: dict = {"util_sources": [], "errors": [], "source_changes": [], "fallback_reason": None,
@@ -225,14 +230,18 @@ class _WorkerSlot:
         notes["fallback_reason"] = notes["fallback_reason"] or diagnostics["fallback_reason"]
 
     def get(self, case: Case) -> LocalWorker:
-        if self.worker is None or self.worker.config.pipeline_args != case.pipeline_args:
+        if self.worker is None or (self.worker.config.pipeline_args, self.worker.config.backend) != \
+                (case.pipeline_args, case.backend):
             self.close()
             self.worker = LocalWorker(WorkerConfig(self.suite.pipeline, case.pipeline_args, case.device,
                                                    self.suite.sampler.enabled, self.suite.sampler.hz,
-                                                   self.suite.timer),
+                                                   self.suite.timer, backend=case.backend, build_dir=case.build_dir,
+                                                   seed=self.suite.seed, setup_call=_compares_variants(self.suite)),
                                       source=str(self.suite.path))
-            self.workers.append({"variant": case.variant, **self.worker.info})
+            info = {k: v for k, v in self.worker.info.items() if k != "variant_build"}
+            self.workers.append({"variant": case.variant, **info})
             self.reference_baseline = None
+        self.variants.setdefault(case.variant, self.worker.info.get("variant_build") or {})
         return self.worker
 
     def after_case(self, case: Case, baseline_after: int | None, lost: str | None) -> None:
@@ -260,6 +269,12 @@ class _WorkerSlot:
         if self.worker is not None:
             self.worker.kill()
             self.worker = None
+
+
+def _compares_variants(suite: Suite) -> bool:
+    """The suite compares backends or precisions: every variant then makes the same untimed
+    set-up call, so their set-up times compare."""
+    return suite.reference_variant is not None or any(not s.is_plain() for s in suite.variant_specs.values())
 
 
 def _run_cases(slot: "_WorkerSlot", cases: list[Case], files: RunFiles, emit: EventHandler, *,

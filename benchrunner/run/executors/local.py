@@ -70,9 +70,11 @@ class LocalWorker:
         self.info = self._wait_ready()
 
     def _wait_ready(self) -> dict:
-        if not self._conn.poll(READY_TIMEOUT_S):
+        # a variant with another backend exports, quantises or compiles before it is ready
+        timeout_s = READY_TIMEOUT_S * (1 if self.config.backend.is_plain() else 3)
+        if not self._conn.poll(timeout_s):
             self.kill()
-            raise UserError(f"{self.source}: pipeline: {self.config.pipeline} did not load within {READY_TIMEOUT_S:g} s")
+            raise UserError(f"{self.source}: pipeline: {self.config.pipeline} did not load within {timeout_s:g} s")
         try:
             message = self._conn.recv()
         except EOFError:
