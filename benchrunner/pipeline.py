@@ -37,10 +37,15 @@ class Stream:
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of a pipeline: ``fn(value) -> value``, run under ``torch.inference_mode``."""
+    """One step of a pipeline: ``fn(value) -> value``, run under ``torch.inference_mode``.
+
+    ``modules`` are the torch modules ``fn`` uses: declaring them lets the throughput
+    scenario place the stage on a device of its own (``stage_devices``).
+    """
 
     name: str
     fn: Callable[[Any], Any]
+    modules: tuple = ()
 
 
 @dataclass
@@ -104,6 +109,34 @@ def set_current_chunk(chunk: ChunkContext | None) -> contextvars.Token:
 
 def reset_current_chunk(token: contextvars.Token) -> None:
     _current_chunk.reset(token)
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What a stage may ask in the throughput scenario (see :func:`current_load`): the level's
+    concurrency (clips in flight) and which clip of the level this call works on (0-based)."""
+
+    concurrency: int
+    clip: int
+
+
+_current_load: contextvars.ContextVar[LoadContext | None] = contextvars.ContextVar(
+    "benchrunner_current_load", default=None
+)
+
+
+def current_load() -> LoadContext | None:
+    """The load a stage runs under in the throughput scenario, or None in the latency scenario.
+    For fault injection ("fail at concurrency 8") and logging."""
+    return _current_load.get()
+
+
+def set_current_load(load: LoadContext | None) -> contextvars.Token:
+    return _current_load.set(load)
+
+
+def reset_current_load(token: contextvars.Token) -> None:
+    _current_load.reset(token)
 
 
 def resolve_factory(spec: str, *, source: str = "suite", field_name: str = "pipeline") -> Callable:

@@ -176,7 +176,7 @@ def build(scale: str = "tiny", dtype: str = "float32", device: str = "cpu", seed
     names = ["voice_conversion", "acoustic", "pitch", "lipsync"]
     return Pipeline(
         name=f"reference-{scale}-{dtype}",
-        stages=[Stage(name, cast_then(module)) for name, module in zip(names, modules)],
+        stages=[Stage(name, cast_then(module), modules=(module,)) for name, module in zip(names, modules)],
         inputs={"audio": Stream(time_axis=-1, rate_hz=cfg.sample_rate),
                 "frames": Stream(time_axis=1, rate_hz=FRAME_RATE_HZ)},
         outputs={"audio": Stream(time_axis=-1, rate_hz=cfg.sample_rate),

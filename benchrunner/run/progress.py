@@ -29,6 +29,20 @@ def case_line(case, rows: list[dict], worker_lost: str | None) -> str:
     return text
 
 
+def level_line(task, row: dict) -> str:
+    """One throughput level: clips/s, p50/p99, failures, bottleneck (or what ended it)."""
+    text = f"{task.level_id:<32} {row['status']}"
+    if row.get("throughput_clips_per_s") is not None:
+        p99 = row.get("latency_p99_ms")
+        text += (f"  {row['throughput_clips_per_s']:.2f} clips/s  p50 {row['latency_p50_ms'] or 0:.1f} ms"
+                 f"  p99 {'n/a' if p99 is None else f'{p99:.1f} ms'}  bottleneck {row.get('bottleneck') or '-'}")
+    if row.get("failures"):
+        text += f"  failures {row['failures']}"
+    if row.get("error"):
+        text += f"  {row['error'][:100]}"
+    return text
+
+
 class ProgressPrinter:
     """Consumes the runner's events. ETA = elapsed / done x remaining cases (cases differ in
     length, so it is a rough guide and says so by being rounded to seconds)."""
@@ -94,6 +108,11 @@ class ProgressPrinter:
             self.echo(line)
         else:
             self.echo(f"[{done}/{total}] {line}  (elapsed {_clock(elapsed)}, ETA {_clock(eta)})")
+
+    def _on_level_end(self, task, index, total, row, notes):
+        self.echo(level_line(task, row) + f"  [{index + 1}/{total} levels]")
+        for note in notes if row["status"] in ("ok", "unstable") else []:
+            self.echo(f"note: {note}")
 
     def _on_finished(self, status, run_dir, warnings, summary):
         self.echo(f"run {status}: {run_dir}")

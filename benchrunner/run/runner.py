@@ -111,7 +111,10 @@ def _prepare(suite: Suite, slot: "_WorkerSlot", run_id: str, device: str, run_di
     to load is bad input, and leaves no folder behind that this run made."""
     try:
         cases, notes = build_cases(suite, run_id=run_id, device=device)
-        slot.get(cases[0])
+        if "latency" in suite.scenarios:
+            slot.get(cases[0])
+        else:
+            slot.get(cases[0], stage_devices=suite.throughput.stage_devices)
     except UserError:
         if not any(p.name != ".lock" for p in run_dir.iterdir()):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -147,7 +150,7 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
         for note in repairs:
             emit("note", text=note)
         return _execute(stored, RunFiles(run_dir), manifest, todo, on_event, total=len(cases),
-                        done=len(cases) - len(todo), slot=_WorkerSlot(stored))
+                        done=len(cases) - len(todo), slot=_WorkerSlot(stored), all_cases=cases)
 
 
 def _find_run_dir(run_ref: str, out_dir: Path | None) -> Path:
@@ -177,14 +180,21 @@ def _check_resumable(manifest: dict, stored: Suite, given: Suite | None, force: 
 
 
 def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], on_event: EventHandler | None,
-             *, slot: "_WorkerSlot", total: int | None = None, done: int = 0) -> RunResult:
+             *, slot: "_WorkerSlot", total: int | None = None, done: int = 0,
+             all_cases: list[Case] | None = None) -> RunResult:
     emit = on_event or (lambda *a, **k: None)
+    throughput_cases = list(all_cases if all_cases is not None else cases)
+    if "latency" not in suite.scenarios:
+        cases, total, done = [], 0, 0
     files.write_manifest(manifest)
     emit("start", run_id=manifest["run_id"], run_dir=files.dir, total=total or len(cases), done=done,
          device=manifest["suite"]["device"], notes=manifest.get("notes", []))
     status = "interrupted"
     try:
-        _run_cases(slot, cases, files, emit, offset=done, total=total or len(cases))
+        if cases:
+            _run_cases(slot, cases, files, emit, offset=done, total=total or len(cases))
+        if "throughput" in suite.scenarios:
+            _run_throughput(slot, suite, throughput_cases, files, emit)
         status = "finished"
     except Interrupted as exc:
         exc.run_id = manifest["run_id"]
@@ -197,6 +207,23 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
     samples = read_samples(files.dir)
     failed = int(((samples["stage"] == "total") & (samples["status"] != "ok")).sum())
     return RunResult(manifest["run_id"], files.dir, status, len(cases), failed, manifest.get("warnings", []))
+
+
+def _run_throughput(slot: "_WorkerSlot", suite: Suite, cases: list[Case], files: RunFiles,
+                    emit: EventHandler) -> None:
+    """The throughput scenario's sweep (benchrunner/throughput/sweep.py), after the latency
+    cases; levels already in throughput.csv (a resumed run) are skipped."""
+    from .throughput.sweep import done_levels, level_tasks, run_sweep
+
+    try:
+        run_sweep(level_tasks(suite, cases), files.dir,
+                  get_worker=lambda task: slot.get(task, stage_devices=suite.throughput.stage_devices),
+                  lose_worker=slot.kill, emit=emit, knee_budget_ms=suite.throughput.knee_latency_ms,
+                  skip=done_levels(files.dir))
+    except BaseException:
+        slot.kill()  # abandon the level in progress: no partial rows, it runs again on --resume
+        raise
+    slot.close()
 
 
 class _WorkerSlot:
@@ -224,12 +251,14 @@ class _WorkerSlot:
             notes.setdefault(key, []).extend(x for x in diagnostics.get(key, []) if x not in notes[key])
         notes["fallback_reason"] = notes["fallback_reason"] or diagnostics["fallback_reason"]
 
-    def get(self, case: Case) -> LocalWorker:
-        if self.worker is None or self.worker.config.pipeline_args != case.pipeline_args:
+    def get(self, case: Case, stage_devices: tuple = ()) -> LocalWorker:
+        """The worker for ``case`` (or a throughput level, with its stage placement)."""
+        if self.worker is None or self.worker.config.pipeline_args != case.pipeline_args \
+                or self.worker.config.stage_devices != stage_devices:
             self.close()
             self.worker = LocalWorker(WorkerConfig(self.suite.pipeline, case.pipeline_args, case.device,
                                                    self.suite.sampler.enabled, self.suite.sampler.hz,
-                                                   self.suite.timer),
+                                                   self.suite.timer, stage_devices=stage_devices),
                                       source=str(self.suite.path))
             self.workers.append({"variant": case.variant, **self.worker.info})
             self.reference_baseline = None

@@ -47,6 +47,7 @@ class WorkerConfig:
     sampler_enabled: bool = True
     sampler_hz: float = 10.0
     timer: str = "auto"
+    stage_devices: tuple[tuple[str, str], ...] = ()  # the throughput scenario's placement
 
 
 def serve(conn, config: WorkerConfig) -> None:
@@ -63,8 +64,11 @@ def serve(conn, config: WorkerConfig) -> None:
     try:
         conn.send(("ready", worker.info()))
         while (message := conn.recv())[0] != "stop":
-            _, cases, next_refs = message
             try:
+                if message[0] == "level":
+                    worker.run_level(message[1], conn.send)
+                    continue
+                _, cases, next_refs = message
                 worker.run_group(cases, next_refs, conn.send)
             except WorkerMustEnd as exc:  # a broken CUDA context: end, the parent starts a fresh worker
                 conn.send(("worker_error", str(exc)))
@@ -93,6 +97,7 @@ class Worker:
         self.gpu = None  # the one NVML backend (measure.gpu.WorkerGpu), closed with the worker
         self.pipeline: Pipeline = load_pipeline(config.pipeline, config.pipeline_args, device=self.device)
         self.stages = self.pipeline.stage_names()
+        self.stage_device_list = self._place_stages(config)
         self.timer = make_stage_timer(self.device, config.timer)
         if self.device.startswith("cuda"):
             from ..measure.gpu import WorkerGpu
@@ -108,6 +113,27 @@ class Worker:
         self._sticky_error = False  # the last call broke the CUDA context (see failures.is_sticky_cuda_error)
         if self.sampler:
             self.sampler.start()
+
+    def _place_stages(self, config: WorkerConfig) -> list[str] | None:
+        """The throughput scenario's stage placement, checked and applied once at load (a bad
+        stage name or device is bad input before anything runs)."""
+        if not config.stage_devices:
+            return None
+        from .throughput.placement import place_modules, plan_devices
+
+        devices = plan_devices(self.stages, self.device, dict(config.stage_devices))
+        place_modules(self.pipeline.stages, devices, self.device)
+        return devices
+
+    def run_level(self, task, send) -> None:
+        """Measure one concurrency level of the throughput scenario; reply ``("level_done",
+        rows, samples, notes)``."""
+        from .throughput.level import measure_level
+
+        devices = self.stage_device_list or [self.device] * len(self.stages)
+        self._repeat_start_ms = self.sampler.now_ms() if self.sampler else 0.0  # the memory tracker's window
+        result = measure_level(self.pipeline, task, devices, self.memory, memory_limit)
+        send(("level_done", result.rows, result.samples, result.notes))
 
     def _sampler_backend(self):
         return self.gpu.sampler_backend() if self.gpu else CpuBackend()

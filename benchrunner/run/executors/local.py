@@ -125,6 +125,22 @@ class LocalWorker:
                     apply_case_level_util(group.cases[case_id].rows, figure)
                 return group
 
+    def run_level(self, task) -> tuple[str, list[dict], list[dict], list[str]]:
+        """Send one throughput level (see Worker.run_level) and wait up to its ``timeout_s``:
+        ``("ok", rows, samples, notes)``, or ``(TIMEOUT or CRASH, [], [], [what happened])`` with
+        the worker killed (the caller records the level as failed and starts a new worker)."""
+        self._conn.send(("level", task))
+        message = self._receive(task.timeout_s)
+        if message == TIMEOUT:
+            self.kill()
+            return TIMEOUT, [], [], [f"no result within timeout_s={task.timeout_s:g} s; worker killed"]
+        if message == CRASH or message[0] == "worker_error":
+            self.process.join(5)
+            self.kill()
+            detail = message[1] if message != CRASH else None
+            return CRASH, [], [], ["; ".join(filter(None, [detail, exit_description(self.process.exitcode)]))]
+        return "ok", message[1], message[2], message[3]
+
     def _receive(self, timeout_s: float):
         """The next message, or TIMEOUT when none came in time, or CRASH when the worker died."""
         try:

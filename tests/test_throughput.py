@@ -1,0 +1,177 @@
+"""The throughput scenario: stability rule, knee, per-level figures, the pipelined executor's
+truth tests (sleeping stages, whose true throughput is known), failures per level, bad input."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchrunner.errors import UserError
+from benchrunner.runner import run_suite
+from benchrunner.suite import load_suite
+from benchrunner.throughput.knee import LevelPoint, find_knee
+from benchrunner.throughput.levelstats import LevelMeta, bottleneck_of, level_rows
+from benchrunner.throughput.pipelined import ClipRecord, StageEvent, TransferEvent
+from benchrunner.throughput.schema import read_throughput, read_throughput_samples
+from benchrunner.throughput.windows import Window, is_stable, should_stop
+
+MS = 1_000_000  # ns
+
+
+# -- pure parts --------------------------------------------------------------------------
+
+def _window(i: int, ok: int, p50: float | None, failed: int = 0) -> Window:
+    return Window(i * 1000 * MS, (i + 1) * 1000 * MS, ok, failed, p50)
+
+
+def test_stable_needs_three_windows_within_the_percentage():
+    steady = [_window(0, 50, 30.0), _window(1, 100, 30.0), _window(2, 102, 30.5), _window(3, 98, 29.8)]
+    assert is_stable(steady, 5.0)
+    assert not is_stable(steady[:3], 5.0)                      # 50 vs ~100: the warm-up window disagrees
+    drifting = steady[:3] + [_window(3, 100, 40.0)]             # latency moved by a third
+    assert not is_stable(drifting, 5.0)
+    assert should_stop(steady, 5.0, max_windows=10) == (True, True)
+    assert should_stop(drifting, 5.0, max_windows=4) == (True, False)   # gave up: unstable
+    all_failed = [_window(i, 0, None, failed=3) for i in range(3)]
+    assert should_stop(all_failed, 5.0, max_windows=10) == (True, False)
+
+
+def test_knee_is_the_highest_throughput_within_the_tail_budget():
+    points = [LevelPoint(1, 30.0, 35.0, 36.0), LevelPoint(2, 60.0, 40.0, 45.0), LevelPoint(4, 90.0, 60.0, 80.0),
+              LevelPoint(8, 95.0, 120.0, 150.0)]
+    knee = find_knee(points, budget_ms=100.0)
+    assert (knee.concurrency, knee.quantile, knee.latency_ms) == (4, "p99", 80.0)
+    assert find_knee(points, budget_ms=200.0).concurrency == 8
+    assert find_knee(points, budget_ms=10.0).concurrency is None
+    # no p99 on one level: p90 on every level
+    assert find_knee(points[:3] + [LevelPoint(8, 95.0, 90.0, None)], 100.0) == find_knee(
+        points[:3] + [LevelPoint(8, 95.0, 90.0, None)], 100.0)
+    assert find_knee(points[:3] + [LevelPoint(8, 95.0, 90.0, None)], 100.0).quantile == "p90"
+    assert find_knee(points[:3] + [LevelPoint(8, 95.0, 90.0, None)], 100.0).concurrency == 8
+    # a level with failures is never the knee; a lost level is skipped
+    assert find_knee(points[:3] + [LevelPoint(8, 99.0, 50.0, 60.0, failures=2)], 100.0).concurrency == 4
+    assert find_knee(points[:3] + [LevelPoint(8, None, None, None, usable=False)], 100.0).concurrency == 4
+    # the same clips/s (within 2%) at more concurrency only adds latency: the lower level is the knee
+    assert find_knee([LevelPoint(3, 92.0, 35, 39), LevelPoint(8, 92.5, 90, 101)], 200.0).concurrency == 3
+
+
+def _meta(concurrency: int = 2) -> LevelMeta:
+    return LevelMeta("r", "s", "p:b", "default", "single", None, 1.0, concurrency, "cpu", 10.0, 1.0, None, 1,
+                     "perf_counter", "t")
+
+
+def test_level_rows_figures_from_events():
+    """Two stages over a 1 s span: the figures are the arithmetic of the events."""
+    windows = [Window(0, 1000 * MS, 10, 0, 50.0)]
+    clips = [ClipRecord(k, "x", k * 100 * MS, k * 100 * MS + 5 * MS, k * 100 * MS + 50 * MS, "ok", "", "single", 1, 0)
+             for k in range(10)]
+    clips.append(ClipRecord(10, "x", 950 * MS, None, 990 * MS, "oom", "a: RuntimeError: out of memory", "single", 1,
+                            0))
+    events = []
+    for k in range(10):
+        t = k * 100 * MS + 5 * MS
+        events.append(StageEvent(0, k, t, t + 20 * MS, None, 1 * MS, True))
+        events.append(StageEvent(1, k, t + 24 * MS, t + 45 * MS, 4 * MS, 0, True))
+    transfers = [TransferEvent(1, k * 100 * MS + 25 * MS, k * 100 * MS + 28 * MS, 4096) for k in range(10)]
+    rows = level_rows(_meta(), ["a", "b"], ["cpu", "cuda:1"], windows, True, clips, events, transfers,
+                      peak_mem_bytes=123.0, mem_source="rss_hwm", cpu_util_pct=None)
+    total, a, b, move = rows
+    assert total["status"] == "ok" and total["clips"] == 10 and total["failures"] == 1 and total["n_oom"] == 1
+    assert total["throughput_clips_per_s"] == pytest.approx(10.0)
+    assert total["latency_p50_ms"] == pytest.approx(50.0) and total["latency_p90_ms"] == pytest.approx(50.0)
+    assert total["latency_p99_ms"] is None                      # 10 clips cannot support a p99
+    assert total["entry_wait_mean_ms"] == pytest.approx(5.0)
+    assert total["error"].startswith("a: RuntimeError")
+    assert a["utilisation_pct"] == pytest.approx(20.0) and b["utilisation_pct"] == pytest.approx(21.0)
+    assert a["queue_wait_mean_ms"] is None                      # the first stage's queue is the entry
+    assert b["queue_wait_mean_ms"] == pytest.approx(4.0) and a["blocked_mean_ms"] == pytest.approx(1.0)
+    assert total["bottleneck"] == "a+b"                         # 20% and 21%: within 5% of each other
+    assert move["kind"] == "transfer" and move["stage"] == "a->b" and move["device"] == "cpu->cuda:1"
+    assert move["busy_mean_ms"] == pytest.approx(3.0) and move["transfer_bytes_mean"] == 4096
+
+
+def test_bottleneck_is_the_clearly_busiest_stage():
+    assert bottleneck_of([{"stage": "a", "utilisation_pct": 33.0}, {"stage": "b", "utilisation_pct": 99.0}]) == "b"
+    assert bottleneck_of([{"stage": "a", "utilisation_pct": None}]) == ""
+
+
+# -- through the real worker process -------------------------------------------------------
+
+SLEEPY = """
+name = "sleepy"
+pipeline = "testing_pipelines:build_sleepy"
+pipeline_args = {{ stage_ms = {stage_ms}{args} }}
+device = "cpu"
+clip_lengths_s = [1]
+modes = ["single"]
+scenario = "throughput"
+concurrency = {levels}
+throughput = {{ window_s = 0.5, stability_pct = 15, max_windows = 6 }}
+sampler = {{ enabled = false }}
+timeout_s = 120
+{extra}
+"""
+
+
+def _sweep(write_suite, tmp_path, stage_ms, levels, extra="", args=""):
+    path = write_suite(SLEEPY.format(stage_ms=stage_ms, levels=levels, extra=extra, args=args))
+    result = run_suite(load_suite(path), out_dir=tmp_path / "results")
+    return read_throughput(result.run_dir), result
+
+
+def _level(frame: pd.DataFrame, concurrency: int, stage: str = "total") -> pd.Series:
+    return frame[(frame["concurrency"] == concurrency) & (frame["stage"] == stage)].iloc[0]
+
+
+def test_truth_three_10ms_stages_pipeline_to_three_times_the_throughput(write_suite, tmp_path):
+    """Three stages sleeping 10 ms: one clip at a time gives ~33 clips/s; with 3 or more clips in
+    flight the stages overlap and give ~100 clips/s (>= 85). At 3 in flight (one per stage)
+    no clip waits in front of any stage."""
+    frame, _ = _sweep(write_suite, tmp_path, [10, 10, 10], [1, 3, 8], extra="budgets = { p99_latency_ms = 60 }")
+    one, three, eight = (_level(frame, c) for c in (1, 3, 8))
+    assert 25.0 <= one["throughput_clips_per_s"] <= 36.0
+    assert three["throughput_clips_per_s"] >= 85.0 and eight["throughput_clips_per_s"] >= 85.0
+    assert three["throughput_clips_per_s"] / one["throughput_clips_per_s"] >= 2.5
+    stages = frame[(frame["concurrency"] == 3) & (frame["kind"] == "stage")]
+    assert len(stages) == 3 and (stages["queue_wait_mean_ms"].fillna(0.0) < 2.5).all()   # < a quarter of a stage
+    assert (stages["utilisation_pct"] > 80).all()
+    # one clip at a time: each stage busy a third of the time, latency ~ the sum of the stages
+    assert (frame[(frame["concurrency"] == 1) & (frame["kind"] == "stage")]["utilisation_pct"] < 45).all()
+    assert 29.0 <= one["latency_p50_ms"] <= 45.0
+    # 8 in flight: the same throughput, the extra clips wait (the latency grows, Little's law)
+    assert eight["latency_p50_ms"] > 2 * three["latency_p50_ms"]
+    assert {one["status"], three["status"], eight["status"]} <= {"ok", "unstable"}
+    knee = frame[frame["knee"] == "yes"]
+    assert list(knee["concurrency"]) == [3]                       # 8: as many clips/s, its tail over 60 ms
+    raw = read_throughput_samples(_.run_dir)
+    assert set(raw["concurrency"]) == {1, 3, 8} and (raw["status"] == "ok").all()
+    measured = raw[(raw["concurrency"] == 3) & (raw["window"] >= three["windows"] - 3)]
+    assert len(measured) == three["clips"]                        # the raw rows behind the figure
+
+
+def test_truth_a_30ms_stage_among_10ms_stages_is_the_bottleneck(write_suite, tmp_path):
+    frame, _ = _sweep(write_suite, tmp_path, [10, 30, 10], [1, 4])
+    loaded = _level(frame, 4)
+    assert loaded["bottleneck"] == "s1_30ms"
+    assert 27.0 <= loaded["throughput_clips_per_s"] <= 36.0       # ~33 clips/s: 1 / 30 ms
+    assert _level(frame, 4, "s1_30ms")["utilisation_pct"] > 85
+    assert _level(frame, 4, "s0_10ms")["utilisation_pct"] < 50
+    # the queue builds in front of the bottleneck, not behind it
+    assert _level(frame, 4, "s1_30ms")["queue_wait_mean_ms"] > 10 > _level(frame, 4, "s2_10ms")["queue_wait_mean_ms"]
+    assert 17.0 <= _level(frame, 1)["throughput_clips_per_s"] <= 21.0   # 1 / 50 ms
+
+
+def test_failures_under_load_are_recorded_per_level_and_the_sweep_goes_on(write_suite, tmp_path):
+    """A crash at concurrency 4 (the worker aborts) and out-of-memory at concurrency 8 (each clip
+    holds 100 MiB while in flight, under a real 0.35 GB address-space limit)."""
+    frame, result = _sweep(write_suite, tmp_path, [10, 10, 10], [1, 4, 8],
+                           extra="memory_limit_gb = 0.35", args=", abort_at_concurrency = 4, hold_mb = 100")
+    assert _level(frame, 1)["status"] in ("ok", "unstable") and _level(frame, 1)["failures"] == 0
+    crashed = _level(frame, 4)
+    assert crashed["status"] == "crash" and "SIGABRT" in crashed["error"]
+    loaded = _level(frame, 8)
+    assert loaded["n_oom"] > 0 and "memory" in loaded["error"].lower()
+    assert result.status == "finished"
