@@ -3,8 +3,10 @@
 Warm-up (clips not recorded, at least one per slot so the pipeline is full), then windows
 until the stability rule stops the level (windows.py), then the clips in flight drain and the
 rows are built (levelstats.py). The suite's ``memory_limit_gb`` applies to the whole level
-(warm-up included), as it applies to a latency case: an allocation beyond it fails the clip
-as ``oom``, the slot is freed, and the level goes on.
+(warm-up included) from the moment the executor's threads exist (their stacks and malloc
+arenas are address space too), so it bounds what the clips in flight add, as it bounds what
+a latency case adds: an allocation beyond it fails the clip as ``oom``, the slot is freed,
+and the level goes on.
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ def measure_level(pipeline: Pipeline, task: LevelTask, devices: list[str], memor
     cpu_start, wall_start = time.process_time_ns(), time.perf_counter_ns()
     windows: list[Window] = []
     stable, ended_by, drained = False, None, False
+    executor.start()
     with memory_limit(task.memory_limit_bytes, task.device):
-        executor.start()
+        executor.go()
         try:
             if not executor.wait_completed(max(1, task.warmup) * task.concurrency, deadline) \
                     and not executor.feed_errors:

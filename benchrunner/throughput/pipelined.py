@@ -20,6 +20,9 @@ turns them into figures. Stage functions run under ``torch.inference_mode`` on t
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import queue
 import threading
 import time
@@ -38,6 +41,24 @@ from ..suite import ChunkConfig
 from .placement import StagePlace, move, same_device, timed_transfer
 
 _STOP = object()
+
+
+def _touch_malloc() -> None:
+    """One malloc/free from the calling thread, so glibc creates its arena now."""
+    libc = _libc()
+    if libc is not None:
+        libc.free(libc.malloc(64))
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        libc.free.argtypes = [ctypes.c_void_p]
+        return libc
+    except (OSError, AttributeError):
+        return None
 
 
 @dataclass
@@ -143,10 +164,16 @@ class PipelinedExecutor:
         self._in_flight = 0
         self._next_id = 0
         self._threads: list[threading.Thread] = []
+        self._ready = threading.Barrier(n + 3)  # the stage threads, collector, feeder and start()
+        self._go = threading.Event()
 
     # -- control --------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the threads; no clip is admitted before :meth:`go`. Each thread has made its
+        first allocation when this returns (glibc gives a thread its own malloc arena, tens of
+        MB of address space, on its first malloc): a memory limit set between start and go
+        then bounds what the clips add, not the threads' bookkeeping."""
         n = len(self.pipeline.stages)
         for i in range(n):
             out = self._queues[i + 1] if i + 1 < n else self._done
@@ -156,6 +183,11 @@ class PipelinedExecutor:
         self._threads.append(threading.Thread(target=self._feed_loop, daemon=True, name="benchrunner-feeder"))
         for thread in self._threads:
             thread.start()
+        self._ready.wait()
+
+    def go(self) -> None:
+        """Start admitting clips."""
+        self._go.set()
 
     def completed(self) -> int:
         return len(self.clips)
@@ -177,6 +209,7 @@ class PipelinedExecutor:
         """Admit no more clips, let those in flight finish (up to ``drain_timeout_s``), stop the
         threads. False when clips were still in flight at the deadline (a stage hangs)."""
         self._admitting.clear()
+        self._go.set()
         deadline = time.monotonic() + drain_timeout_s
         with self._changed:
             while self._in_flight > 0 and time.monotonic() < deadline:
@@ -190,6 +223,9 @@ class PipelinedExecutor:
     # -- threads ----------------------------------------------------------------------------
 
     def _feed_loop(self) -> None:
+        _touch_malloc()
+        self._ready.wait()
+        self._go.wait()
         while self._admitting.is_set():
             if not self._slots.acquire(timeout=0.05):
                 continue
@@ -226,6 +262,8 @@ class PipelinedExecutor:
     def _stage_loop(self, i: int, out: queue.Queue) -> None:
         stage, place = self.pipeline.stages[i], StagePlace(self.devices[i])
         place.open()
+        _touch_malloc()
+        self._ready.wait()
         while True:
             item = self._queues[i].get()
             if item is _STOP:
@@ -289,6 +327,8 @@ class PipelinedExecutor:
             return None, start, end
 
     def _collect_loop(self) -> None:
+        _touch_malloc()
+        self._ready.wait()
         while True:
             message = self._done.get()
             if message is _STOP:
