@@ -175,3 +175,127 @@ def test_failures_under_load_are_recorded_per_level_and_the_sweep_goes_on(write_
     loaded = _level(frame, 8)
     assert loaded["n_oom"] > 0 and "memory" in loaded["error"].lower()
     assert result.status == "finished"
+
+
+# -- budgets, compare and the report on throughput rows (synthetic run folders) -----------------
+
+def _write_run(folder: Path, run_id: str, levels: dict[int, tuple[float, float, float | None, int]],
+               budgets: dict | None = None, knee_ms: float | None = 100.0, jitter: float = 0.01) -> Path:
+    """A run folder of the throughput scenario alone: per concurrency (clips/s, p50 ms, p99 ms,
+    failures), three windows around the clips/s and 120 clips per level around the p50."""
+    from benchrunner.summary import SUMMARY_COLUMNS
+    from benchrunner.results import SAMPLE_COLUMNS
+    from benchrunner.throughput.curves import mark_knees
+    from benchrunner.throughput.levelstats import LevelMeta
+    from benchrunner.throughput.schema import append_level, rewrite_throughput
+    import json
+
+    folder.mkdir(parents=True)
+    (folder / "summary.csv").write_text(",".join(SUMMARY_COLUMNS) + "\n")
+    (folder / "samples.csv").write_text(",".join(SAMPLE_COLUMNS) + "\n")
+    (folder / "manifest.json").write_text(json.dumps({
+        "run_id": run_id, "status": "finished", "started_at": "2026-11-30T06:00:00+00:00",
+        "suite": {"name": "t", "path": "t.toml", "device": "cpu", "modes": ["single"],
+                  "as_loaded": {"budgets": budgets or {}}}, "environment": {}}))
+    for c, (rate, p50, p99, failures) in levels.items():
+        meta = LevelMeta(run_id, "t", "p:b", "default", "single", None, 5.0, c, "cpu", 10.0, 2.0, None, 1,
+                         "perf_counter", "t")
+        total = {**meta.columns(), "kind": "total", "stage": "total", "device": "cpu", "status": "ok", "error": "",
+                 "windows": 4, "stable": True, "clips": 120, "failures": failures, "n_oom": failures, "n_error": 0,
+                 "throughput_clips_per_s": rate, "latency_p50_ms": p50, "latency_p90_ms": p50 * 1.1,
+                 "latency_p99_ms": p99, "bottleneck": "b",
+                 "window_clips_per_s": ";".join(f"{rate * f:.6g}" for f in (1 - jitter, 1.0, 1 + jitter))}
+        stages = [{**meta.columns(), "kind": "stage", "stage": s, "device": "cpu", "utilisation_pct": u,
+                   "busy_mean_ms": 10.0, "calls": 100} for s, u in (("a", 30.0 * c), ("b", min(99.0, 45.0 * c)))]
+        samples = [{"run_id": run_id, "variant": "default", "mode": "single", "clip_s": 5.0, "concurrency": c,
+                    "window": 1 + k % 3, "clip": k, "status": "ok", "latency_ms": p50 * (1 + 0.01 * ((k % 7) - 3))}
+                   for k in range(120)]
+        append_level(folder, [total, *stages], samples)
+    rewrite_throughput(folder, mark_knees(read_throughput(folder), knee_ms))
+    return folder
+
+
+def test_budgets_check_the_knee_of_each_curve(tmp_path):
+    from benchrunner.budgets import check_budgets
+    from benchrunner.suite import Budget
+
+    run = _write_run(tmp_path / "r", "r", {1: (30.0, 33.0, 40.0, 0), 2: (60.0, 35.0, 60.0, 0),
+                                           4: (90.0, 45.0, 150.0, 0)})
+    frame = read_throughput(run)
+    assert list(frame[frame["knee"] == "yes"]["concurrency"]) == [2]            # 4's p99 is over 100 ms
+    results = check_budgets(pd.DataFrame(columns=["stage"]), [Budget("throughput_clips_per_s", 50.0),
+                                                              Budget("p99_latency_ms", 100.0),
+                                                              Budget("throughput_clips_per_s", 80.0)], frame)
+    assert [(r.scenario, r.passed, r.measured) for r in results] == [
+        ("throughput", True, 60.0), ("throughput", True, 60.0), ("throughput", False, 60.0)]
+    assert "default/single/5s" in results[2].detail
+    # no level within the knee budget: the throughput budget cannot hold, and says why
+    tight = _write_run(tmp_path / "t", "t", {1: (30.0, 33.0, 40.0, 0)}, knee_ms=20.0)
+    [result] = check_budgets(pd.DataFrame(columns=["stage"]), [Budget("throughput_clips_per_s", 10.0)],
+                             read_throughput(tight))
+    assert not result.passed and "within 20 ms" in result.detail
+
+
+def test_bench_check_and_compare_on_throughput_runs(tmp_path, bench):
+    a = _write_run(tmp_path / "results" / "a", "a", {1: (30.0, 33.0, 40.0, 0), 2: (60.0, 35.0, 60.0, 0)},
+                   budgets={"throughput_clips_per_s": 50})
+    b = _write_run(tmp_path / "results" / "b", "b", {1: (30.0, 33.0, 40.0, 0), 2: (45.0, 50.0, 80.0, 0)})
+    same = _write_run(tmp_path / "results" / "a2", "a2", {1: (30.0, 33.0, 40.0, 0), 2: (60.0, 35.0, 60.0, 0)})
+    checked = bench("check", str(a))
+    assert checked.returncode == 0 and "throughput: all clips" in checked.stdout
+    compared = bench("compare", str(a), str(b), "--metric", "throughput", "--format", "json")
+    assert compared.returncode == 0, compared.stderr
+    import json
+    rows = {r["stage"]: r for r in json.loads(compared.stdout)["rows"]}
+    assert rows["c1"]["verdict"] == "no significant change"
+    assert rows["c2"]["verdict"] == "lower" and rows["c2"]["ratio"] == pytest.approx(0.75, rel=0.01)
+    assert bench("compare", str(a), str(b), "--metric", "throughput", "--fail-on-regression").returncode == 1
+    slower = bench("compare", str(a), str(b), "--metric", "load_latency", "--format", "json")
+    assert {r["stage"]: r["verdict"] for r in json.loads(slower.stdout)["rows"]}["c2"] == "slower"
+    # A/A: identical inputs read "no significant change"
+    twin = bench("compare", str(a), str(same), "--metric", "throughput", "--format", "json")
+    assert {r["verdict"] for r in json.loads(twin.stdout)["rows"]} == {"no significant change"}
+    # a latency-scenario metric on a throughput-only run, and a run without throughput rows: one line, exit 2
+    assert bench("compare", str(a), str(b), "--metric", "memory").returncode == 2
+
+
+def test_report_of_a_throughput_run_has_the_curve_and_the_bottleneck(tmp_path):
+    from benchrunner.report.model import build_model
+
+    run = _write_run(tmp_path / "r", "r", {1: (30.0, 33.0, 40.0, 0), 2: (60.0, 35.0, 60.0, 0),
+                                           4: (90.0, 45.0, 150.0, 2)})
+    model = build_model(run)
+    section = model.section("throughput")
+    keys = [getattr(b, "key", None) for b in section.blocks]
+    assert keys[:2] == ["throughput_curve", "throughput_stages"]
+    curve = section.blocks[0].data["series"][0]
+    assert curve["clips_per_s"] == [30.0, 60.0, 90.0] and curve["knee"] == 2
+    assert section.blocks[1].data["panels"][0]["stages"]["b"] == [45.0, 90.0, 99.0]
+    assert any("Knee: concurrency 2" in p for p in section.paragraphs)
+    from benchrunner.report import charts
+
+    assert charts.render(section.blocks[0], "svg").startswith(b"<?xml")
+    assert charts.render(section.blocks[1], "png")[:4] == b"\x89PNG"
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra, message", [
+    ('stage_devices = { nope = "cpu" }', "stage_devices.nope: no such stage"),
+    ('stage_devices = { busy = "cuda:0" }', "stage_devices.busy: the stage declares no modules"),
+    ("concurrency = [2, 2]", "concurrency: [2, 2] lists a level twice"),
+])
+def test_bad_throughput_suites_exit_2_with_one_line(write_suite, bench, extra, message):
+    path = write_suite(f"""
+        name = "bad"
+        pipeline = "testing_pipelines:build"
+        device = "cpu"
+        clip_lengths_s = [1]
+        modes = ["single"]
+        scenario = "throughput"
+        {extra}
+        """)
+    done = bench("run", str(path))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and str(path) in lines[0] and "Traceback" not in done.stderr
