@@ -299,3 +299,25 @@ def test_bad_throughput_suites_exit_2_with_one_line(write_suite, bench, extra, m
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and str(path) in lines[0] and "Traceback" not in done.stderr
+
+
+def test_resume_repairs_a_level_cut_short(tmp_path):
+    """A kill between a level's raw samples and its rows: the samples go, the level runs again;
+    a torn last line goes too."""
+    from benchrunner.throughput.schema import THROUGHPUT_FILE, THROUGHPUT_SAMPLES_FILE, repair_throughput
+    from benchrunner.throughput.sweep import done_levels
+
+    run = _write_run(tmp_path / "r", "r", {1: (30.0, 33.0, 40.0, 0), 2: (60.0, 35.0, 60.0, 0)})
+    frame = read_throughput(run)
+    kept = frame[frame["concurrency"] == 1]
+    from benchrunner.throughput.schema import rewrite_throughput
+
+    rewrite_throughput(run, kept)                        # level 2's rows never made it to disk
+    with open(run / THROUGHPUT_FILE, "a") as f:
+        f.write("1,r,t,p:b")                             # and a torn line
+    notes = repair_throughput(run)
+    assert len(notes) == 2 and any("torn" in n for n in notes)
+    assert set(read_throughput_samples(run)["concurrency"]) == {1}
+    assert len(read_throughput(run)) == len(kept)
+    assert done_levels(run) == {("p:b", "default", "single", None, 5.0, 1)}
+    assert (run / THROUGHPUT_SAMPLES_FILE).exists()

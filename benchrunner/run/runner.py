@@ -213,8 +213,11 @@ def _run_throughput(slot: "_WorkerSlot", suite: Suite, cases: list[Case], files:
                     emit: EventHandler) -> None:
     """The throughput scenario's sweep (benchrunner/throughput/sweep.py), after the latency
     cases; levels already in throughput.csv (a resumed run) are skipped."""
+    from .throughput.schema import repair_throughput
     from .throughput.sweep import done_levels, level_tasks, run_sweep
 
+    for note in repair_throughput(files.dir):
+        emit("note", text=note)
     try:
         run_sweep(level_tasks(suite, cases), files.dir,
                   get_worker=lambda task: slot.get(task, stage_devices=suite.throughput.stage_devices),

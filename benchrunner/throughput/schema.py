@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from ..results import _append_durably, _csv_text
+from ..results import _append_durably, _csv_text, _drop_torn_tail, _rewrite
 
 THROUGHPUT_SCHEMA_VERSION = 1
 THROUGHPUT_FILE = "throughput.csv"
@@ -121,3 +121,37 @@ def curve_label(variant: Any, mode: Any, threshold_s: Any, clip_s: Any, variants
     label = f"{mode}@{float(threshold_s):g}" if mode == "hybrid" and pd.notna(threshold_s) else str(mode)
     text = f"{label} · {float(clip_s):g} s"
     return text if variants <= 1 else f"{variant} · {text}"
+
+
+def repair_throughput(run_dir: Path) -> list[str]:
+    """Before resuming: drop torn last lines, and the raw samples of a level whose rows were
+    never written (the run stopped between the two appends), so that level runs again cleanly."""
+    run_dir = Path(run_dir)
+    notes = [n for n in (_drop_torn_tail(run_dir / THROUGHPUT_FILE, len(THROUGHPUT_COLUMNS)),
+                         _drop_torn_tail(run_dir / THROUGHPUT_SAMPLES_FILE, len(THROUGHPUT_SAMPLE_COLUMNS))) if n]
+    samples = read_throughput_samples(run_dir)
+    if samples.empty:
+        return notes
+    totals = read_throughput(run_dir)
+    totals = totals[totals["kind"] == KIND_TOTAL]
+    key = ["variant", "mode", "threshold_s", "clip_s", "concurrency"]
+    done = {tuple(_plain(v) for v in row) for row in totals[key].itertuples(index=False)}
+    keep = [tuple(_plain(v) for v in row) in done for row in samples[key].itertuples(index=False)]
+    if all(keep):
+        return notes
+    kept = samples[keep]
+    _rewrite(run_dir / THROUGHPUT_SAMPLES_FILE, ",".join(THROUGHPUT_SAMPLE_COLUMNS) + "\n" +
+             _csv_text(kept.to_dict("records"), THROUGHPUT_SAMPLE_COLUMNS))
+    notes.append(f"{THROUGHPUT_SAMPLES_FILE}: dropped {len(samples) - len(kept)} rows of a level cut short; it runs again")
+    return notes
+
+
+def _plain(value: Any) -> Any:
+    """A key cell as a plain value: numbers as float, blanks (NaN, NA) as None."""
+    if value is None or value is pd.NA or isinstance(value, str):
+        return value if isinstance(value, str) else None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return None if number != number else number
