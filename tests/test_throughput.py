@@ -321,3 +321,36 @@ def test_resume_repairs_a_level_cut_short(tmp_path):
     assert len(read_throughput(run)) == len(kept)
     assert done_levels(run) == {("p:b", "default", "single", None, 5.0, 1)}
     assert (run / THROUGHPUT_SAMPLES_FILE).exists()
+
+
+def _executor_run(pipeline, mode: str, concurrency: int, clips: int, chunk=None):
+    import time as _time
+
+    from benchrunner.modespec import parse_mode
+    from benchrunner.suite import ChunkConfig
+    from benchrunner.throughput.pipelined import PipelinedExecutor
+
+    executor = PipelinedExecutor(pipeline, ["cpu"] * len(pipeline.stages), parse_mode(mode),
+                                 chunk or ChunkConfig(window_s=0.4, overlap_s=0.1, max_retries=1),
+                                 concurrency=concurrency, queue_depth=1, clip_s=1.0,
+                                 next_clip=lambda: ("x", pipeline.make_clip(1.0, 0)))
+    executor.start()
+    executor.go()
+    assert executor.wait_completed(clips, _time.perf_counter_ns() + 60 * 10**9)
+    assert executor.stop(10.0)
+    return executor
+
+
+def test_modes_apply_per_clip_under_load():
+    """chunked: the 1 s clip runs as 3 chunk items through the stages, a failed chunk is retried
+    on its stage; hybrid@0.5 runs it chunked, hybrid@2 single; a permanent failure fails the
+    clip, frees its slot, and the next clips still run."""
+    from testing_pipelines import build
+
+    chunked = _executor_run(build(fail_chunk=1), "chunked", 2, 6)
+    assert all(c.status == "ok" and c.executed_as == "chunked" and c.chunks == 3 for c in chunked.clips)
+    assert all(c.retries == 1 for c in chunked.clips)           # chunk 1 fails on its first attempt only
+    assert {c.executed_as for c in _executor_run(build(), "hybrid@0.5", 2, 4).clips} == {"chunked"}
+    assert {c.executed_as for c in _executor_run(build(), "hybrid@2", 2, 4).clips} == {"single"}
+    broken = _executor_run(build(fail_chunk=1, permanent=True), "chunked", 2, 5)
+    assert all(c.status == "error" and "chunk 2/3 failed after 2 attempt(s)" in c.error for c in broken.clips)
