@@ -121,6 +121,10 @@ def compare_levels(tot_a: pd.DataFrame, tot_b: pd.DataFrame, raw_a: pd.DataFrame
              + f"; ratio = median(B) / median(A); {CONF:.0%} CI: percentile bootstrap ({N_BOOT} resamples, seed "
                f"{seed}); verdict needs the CI to exclude 1 and a change of at least {min_effect:.0%}",
              *_knee_notes(tot_a, a_label), *_knee_notes(tot_b, b_label)]
+    if metric == "throughput" and any(r.verdict != stats.INSUFFICIENT and min(r.n_a, r.n_b) < 5 for r in rows):
+        notes.append("few windows per level (3 by the stability rule): the bootstrap interval of 3 values is coarse "
+                     "and Mann-Whitney's p cannot go below 0.1 with 3 against 3; confirm a change with "
+                     "--metric load_latency (every clip) or more windows (throughput.window_clips)")
     if any(r.verdict == stats.INSUFFICIENT for r in rows):
         notes.append("insufficient data (< 2 windows or clips on a side) on some levels: a level lost to a crash "
                      "or timeout has none")
