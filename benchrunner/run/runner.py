@@ -218,6 +218,9 @@ def _run_throughput(slot: "_WorkerSlot", suite: Suite, cases: list[Case], files:
 
     for note in repair_throughput(files.dir):
         emit("note", text=note)
+    levels = suite.throughput.concurrency
+    emit("note", text=f"throughput scenario: {len(cases) * len(levels)} levels (concurrency "
+                      f"{', '.join(map(str, levels))} for each of {len(cases)} case(s)) -> throughput.csv")
     try:
         run_sweep(level_tasks(suite, cases), files.dir,
                   get_worker=lambda task: slot.get(task, stage_devices=suite.throughput.stage_devices),
