@@ -279,7 +279,14 @@ class PipelinedExecutor:
             wait = None if i == 0 else picked - item.ready_ns
             value = item.value
             if not same_device(item.device, place.device):
-                value, nbytes, t0, t1 = timed_transfer(value, place)
+                try:
+                    value, nbytes, t0, t1 = timed_transfer(value, place)
+                except Exception as exc:  # e.g. out of memory on the receiving device: the clip's failure
+                    job.fail(classify_exception(exc), f"transfer to {stage.name} ({place.device}): "
+                                                      f"{describe_exception(exc)}")
+                    del value
+                    self._done.put(("dropped", item))
+                    continue
                 self.transfer_events.append(TransferEvent(i, t0, t1, nbytes))
             output, start, end = self._call(i, stage, place, job, item, value)
             del value
