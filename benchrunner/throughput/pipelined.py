@@ -164,6 +164,7 @@ class PipelinedExecutor:
         self._in_flight = 0
         self._next_id = 0
         self._threads: list[threading.Thread] = []
+        self._broken = False  # a stage thread died of an unexpected error (a harness bug)
         self._ready = threading.Barrier(n + 3)  # the stage threads, collector, feeder and start()
         self._go = threading.Event()
 
@@ -203,7 +204,7 @@ class PipelinedExecutor:
         return True
 
     def _feeder_dead(self) -> bool:
-        return bool(self.feed_errors) and self._in_flight == 0
+        return bool(self.feed_errors) and (self._in_flight == 0 or self._broken)
 
     def stop(self, drain_timeout_s: float) -> bool:
         """Admit no more clips, let those in flight finish (up to ``drain_timeout_s``), stop the
@@ -260,6 +261,15 @@ class PipelinedExecutor:
             self._entry.put(_Item(job, record.index, part, self.devices[0], now))
 
     def _stage_loop(self, i: int, out: queue.Queue) -> None:
+        try:
+            self._stage_body(i, out)
+        except Exception as exc:  # not a stage's failure (those are caught per call): end the level, say why
+            self.feed_errors.append(f"stage thread {self.pipeline.stages[i].name}: {describe_exception(exc)}")
+            self._broken = True
+            with self._changed:
+                self._changed.notify_all()
+
+    def _stage_body(self, i: int, out: queue.Queue) -> None:
         stage, place = self.pipeline.stages[i], StagePlace(self.devices[i])
         place.open()
         _touch_malloc()
