@@ -354,3 +354,24 @@ def test_modes_apply_per_clip_under_load():
     assert {c.executed_as for c in _executor_run(build(), "hybrid@2", 2, 4).clips} == {"single"}
     broken = _executor_run(build(fail_chunk=1, permanent=True), "chunked", 2, 5)
     assert all(c.status == "error" and "chunk 2/3 failed after 2 attempt(s)" in c.error for c in broken.clips)
+
+
+def test_a_stage_thread_that_cannot_start_ends_the_level_with_its_reason():
+    """A harness-level failure (here: a stage placed on a device that does not exist) must not
+    hang the level: the executor says why and the level ends."""
+    import time as _time
+
+    from testing_pipelines import build
+    from benchrunner.modespec import parse_mode
+    from benchrunner.suite import ChunkConfig
+    from benchrunner.throughput.pipelined import PipelinedExecutor
+
+    pipeline = build()
+    executor = PipelinedExecutor(pipeline, ["cpu", "cuda:7", "cpu"], parse_mode("single"), ChunkConfig(),
+                                 concurrency=2, queue_depth=1, clip_s=1.0,
+                                 next_clip=lambda: ("x", pipeline.make_clip(1.0, 0)))
+    executor.start()
+    executor.go()
+    assert not executor.wait_completed(1, _time.perf_counter_ns() + 20 * 10**9)
+    assert any("stage thread flaky" in e for e in executor.feed_errors)
+    executor.stop(1.0)

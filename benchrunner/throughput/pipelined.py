@@ -50,6 +50,14 @@ def _touch_malloc() -> None:
         libc.free(libc.malloc(64))
 
 
+def _passed(barrier: threading.Barrier) -> bool:
+    try:
+        barrier.wait()
+        return True
+    except threading.BrokenBarrierError:
+        return False
+
+
 @functools.lru_cache(maxsize=1)
 def _libc():
     try:
@@ -184,7 +192,10 @@ class PipelinedExecutor:
         self._threads.append(threading.Thread(target=self._feed_loop, daemon=True, name="benchrunner-feeder"))
         for thread in self._threads:
             thread.start()
-        self._ready.wait()
+        try:
+            self._ready.wait()
+        except threading.BrokenBarrierError:
+            pass  # a stage thread failed to start: feed_errors says why, the level ends
 
     def go(self) -> None:
         """Start admitting clips."""
@@ -225,7 +236,8 @@ class PipelinedExecutor:
 
     def _feed_loop(self) -> None:
         _touch_malloc()
-        self._ready.wait()
+        if not _passed(self._ready):
+            return
         self._go.wait()
         while self._admitting.is_set():
             if not self._slots.acquire(timeout=0.05):
@@ -266,6 +278,7 @@ class PipelinedExecutor:
         except Exception as exc:  # not a stage's failure (those are caught per call): end the level, say why
             self.feed_errors.append(f"stage thread {self.pipeline.stages[i].name}: {describe_exception(exc)}")
             self._broken = True
+            self._ready.abort()  # start() must not wait for a thread that is gone
             with self._changed:
                 self._changed.notify_all()
 
@@ -273,7 +286,8 @@ class PipelinedExecutor:
         stage, place = self.pipeline.stages[i], StagePlace(self.devices[i])
         place.open()
         _touch_malloc()
-        self._ready.wait()
+        if not _passed(self._ready):
+            return
         while True:
             item = self._queues[i].get()
             if item is _STOP:
@@ -345,7 +359,8 @@ class PipelinedExecutor:
 
     def _collect_loop(self) -> None:
         _touch_malloc()
-        self._ready.wait()
+        if not _passed(self._ready):
+            return
         while True:
             message = self._done.get()
             if message is _STOP:
