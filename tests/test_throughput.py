@@ -3,13 +3,11 @@ truth tests (sleeping stages, whose true throughput is known), failures per leve
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from benchrunner.errors import UserError
 from benchrunner.runner import run_suite
 from benchrunner.suite import load_suite
 from benchrunner.throughput.knee import LevelPoint, find_knee
