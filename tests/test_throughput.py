@@ -45,8 +45,6 @@ def test_knee_is_the_highest_throughput_within_the_tail_budget():
     assert find_knee(points, budget_ms=200.0).concurrency == 8
     assert find_knee(points, budget_ms=10.0).concurrency is None
     # no p99 on one level: p90 on every level
-    assert find_knee(points[:3] + [LevelPoint(8, 95.0, 90.0, None)], 100.0) == find_knee(
-        points[:3] + [LevelPoint(8, 95.0, 90.0, None)], 100.0)
     assert find_knee(points[:3] + [LevelPoint(8, 95.0, 90.0, None)], 100.0).quantile == "p90"
     assert find_knee(points[:3] + [LevelPoint(8, 95.0, 90.0, None)], 100.0).concurrency == 8
     # a level with failures is never the knee; a lost level is skipped
@@ -128,7 +126,7 @@ def test_truth_three_10ms_stages_pipeline_to_three_times_the_throughput(write_su
     """Three stages sleeping 10 ms: one clip at a time gives ~33 clips/s; with 3 or more clips in
     flight the stages overlap and give ~100 clips/s (>= 85). At 3 in flight (one per stage)
     no clip waits in front of any stage."""
-    frame, _ = _sweep(write_suite, tmp_path, [10, 10, 10], [1, 3, 8], extra="budgets = { p99_latency_ms = 60 }")
+    frame, result = _sweep(write_suite, tmp_path, [10, 10, 10], [1, 3, 8], extra="budgets = { p99_latency_ms = 60 }")
     one, three, eight = (_level(frame, c) for c in (1, 3, 8))
     assert 25.0 <= one["throughput_clips_per_s"] <= 36.0
     assert three["throughput_clips_per_s"] >= 85.0 and eight["throughput_clips_per_s"] >= 85.0
@@ -144,14 +142,14 @@ def test_truth_three_10ms_stages_pipeline_to_three_times_the_throughput(write_su
     assert {one["status"], three["status"], eight["status"]} <= {"ok", "unstable"}
     knee = frame[frame["knee"] == "yes"]
     assert list(knee["concurrency"]) == [3]                       # 8: as many clips/s, its tail over 60 ms
-    raw = read_throughput_samples(_.run_dir)
+    raw = read_throughput_samples(result.run_dir)
     assert set(raw["concurrency"]) == {1, 3, 8} and (raw["status"] == "ok").all()
     measured = raw[(raw["concurrency"] == 3) & (raw["window"] >= three["windows"] - 3)]
     assert len(measured) == three["clips"]                        # the raw rows behind the figure
 
 
 def test_truth_a_30ms_stage_among_10ms_stages_is_the_bottleneck(write_suite, tmp_path):
-    frame, _ = _sweep(write_suite, tmp_path, [10, 30, 10], [1, 4])
+    frame, _result = _sweep(write_suite, tmp_path, [10, 30, 10], [1, 4])
     loaded = _level(frame, 4)
     assert loaded["bottleneck"] == "s1_30ms"
     assert 27.0 <= loaded["throughput_clips_per_s"] <= 36.0       # ~33 clips/s: 1 / 30 ms
