@@ -128,8 +128,11 @@ def test_truth_three_10ms_stages_pipeline_to_three_times_the_throughput(write_su
     no clip waits in front of any stage."""
     frame, result = _sweep(write_suite, tmp_path, [10, 10, 10], [1, 3, 8], extra="budgets = { p99_latency_ms = 60 }")
     one, three, eight = (_level(frame, c) for c in (1, 3, 8))
-    assert 25.0 <= one["throughput_clips_per_s"] <= 36.0
-    assert three["throughput_clips_per_s"] >= 85.0 and eight["throughput_clips_per_s"] >= 85.0
+    # On a loaded machine a 10 ms sleep overshoots (the scheduler): beyond 11 ms per call the
+    # bounds scale with the measured call time; on a quiet machine they are the issue's figures.
+    slack = min(1.0, 11.0 / frame[(frame["concurrency"] == 3) & (frame["kind"] == "stage")]["busy_mean_ms"].max())
+    assert 25.0 * slack <= one["throughput_clips_per_s"] <= 36.0
+    assert three["throughput_clips_per_s"] >= 85.0 * slack and eight["throughput_clips_per_s"] >= 85.0 * slack
     assert three["throughput_clips_per_s"] / one["throughput_clips_per_s"] >= 2.5
     stages = frame[(frame["concurrency"] == 3) & (frame["kind"] == "stage")]
     assert len(stages) == 3 and (stages["queue_wait_mean_ms"].fillna(0.0) < 2.5).all()   # < a quarter of a stage
@@ -152,12 +155,16 @@ def test_truth_a_30ms_stage_among_10ms_stages_is_the_bottleneck(write_suite, tmp
     frame, _result = _sweep(write_suite, tmp_path, [10, 30, 10], [1, 4])
     loaded = _level(frame, 4)
     assert loaded["bottleneck"] == "s1_30ms"
-    assert 27.0 <= loaded["throughput_clips_per_s"] <= 36.0       # ~33 clips/s: 1 / 30 ms
+    slow_ms = _level(frame, 4, "s1_30ms")["busy_mean_ms"]          # 30 ms plus the sleep's overshoot
+    assert 27.0 * min(1.0, 31.0 / slow_ms) <= loaded["throughput_clips_per_s"] <= 36.0   # ~33 clips/s: 1 / 30 ms
+    assert loaded["throughput_clips_per_s"] == pytest.approx(1000.0 / slow_ms, rel=0.12)
     assert _level(frame, 4, "s1_30ms")["utilisation_pct"] > 85
     assert _level(frame, 4, "s0_10ms")["utilisation_pct"] < 50
     # the queue builds in front of the bottleneck, not behind it
     assert _level(frame, 4, "s1_30ms")["queue_wait_mean_ms"] > 10 > _level(frame, 4, "s2_10ms")["queue_wait_mean_ms"]
-    assert 17.0 <= _level(frame, 1)["throughput_clips_per_s"] <= 21.0   # 1 / 50 ms
+    one_ms = frame[(frame["concurrency"] == 1) & (frame["kind"] == "stage")]["busy_mean_ms"].sum()
+    assert _level(frame, 1)["throughput_clips_per_s"] == pytest.approx(1000.0 / one_ms, rel=0.15)  # ~1 / 50 ms
+    assert _level(frame, 1)["throughput_clips_per_s"] <= 21.0
 
 
 def test_failures_under_load_are_recorded_per_level_and_the_sweep_goes_on(write_suite, tmp_path):
@@ -371,3 +378,31 @@ def test_a_stage_thread_that_cannot_start_ends_the_level_with_its_reason():
     assert not executor.wait_completed(1, _time.perf_counter_ns() + 20 * 10**9)
     assert any("stage thread flaky" in e for e in executor.feed_errors)
     executor.stop(1.0)
+
+
+def test_both_scenarios_in_one_run(write_suite, tmp_path):
+    """scenario = ["latency", "throughput"]: the latency cases, then the sweep, in one run folder;
+    a throughput budget is checked on both kinds of rows."""
+    from benchrunner.budgets import check_run
+    from benchrunner.results import read_summary
+
+    path = write_suite("""
+        name = "both"
+        pipeline = "testing_pipelines:build_sleepy"
+        device = "cpu"
+        clip_lengths_s = [1]
+        modes = ["single"]
+        repeats = 3
+        scenario = ["latency", "throughput"]
+        concurrency = [3]
+        throughput = { window_s = 0.4, stability_pct = 20, max_windows = 4 }
+        sampler = { enabled = false }
+        budgets = { throughput_clips_per_s = 50 }
+        """)
+    result = run_suite(load_suite(path), out_dir=tmp_path / "results")
+    summary = read_summary(result.run_dir)
+    one_at_a_time = float(summary[summary["stage"] == "total"]["throughput_clips_per_s"].iloc[0])
+    pipelined = float(_level(read_throughput(result.run_dir), 3)["throughput_clips_per_s"])
+    assert one_at_a_time < 40 and pipelined > 2 * one_at_a_time
+    _, results = check_run(result.run_dir)
+    assert [(r.scenario, r.passed) for r in results] == [("latency", False), ("throughput", True)]
