@@ -43,7 +43,7 @@ SCENARIOS = ("latency", "throughput")
 
 @dataclass(frozen=True)
 class ThroughputConfig:
-    """How the throughput scenario measures (see benchrunner/throughput/).
+    """How the throughput scenario measures (see benchrunner/run/throughput/).
 
     ``concurrency``: clips in flight per level. A level is measured in windows of
     ``window_s`` seconds, or of ``window_clips`` completed clips, until the last 3 agree within

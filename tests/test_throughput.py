@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchrunner.runner import run_suite
+from benchrunner.run.runner import run_suite
 from benchrunner.suite import load_suite
-from benchrunner.throughput.knee import LevelPoint, find_knee
-from benchrunner.throughput.levelstats import LevelMeta, bottleneck_of, level_rows
-from benchrunner.throughput.pipelined import ClipRecord, StageEvent, TransferEvent
-from benchrunner.throughput.schema import read_throughput, read_throughput_samples
-from benchrunner.throughput.windows import Window, is_stable, should_stop
+from benchrunner.analysis.throughput.knee import LevelPoint, find_knee
+from benchrunner.analysis.throughput.levelstats import LevelMeta, bottleneck_of, level_rows
+from benchrunner.run.throughput.pipelined import ClipRecord, StageEvent, TransferEvent
+from benchrunner.store.throughput import read_throughput, read_throughput_samples
+from benchrunner.analysis.throughput.windows import Window, is_stable, should_stop
 
 MS = 1_000_000  # ns
 
@@ -186,11 +186,11 @@ def _write_run(folder: Path, run_id: str, levels: dict[int, tuple[float, float, 
                budgets: dict | None = None, knee_ms: float | None = 100.0, jitter: float = 0.01) -> Path:
     """A run folder of the throughput scenario alone: per concurrency (clips/s, p50 ms, p99 ms,
     failures), three windows around the clips/s and 120 clips per level around the p50."""
-    from benchrunner.summary import SUMMARY_COLUMNS
-    from benchrunner.results import SAMPLE_COLUMNS
-    from benchrunner.throughput.curves import mark_knees
-    from benchrunner.throughput.levelstats import LevelMeta
-    from benchrunner.throughput.schema import append_level, rewrite_throughput
+    from benchrunner.analysis.summary import SUMMARY_COLUMNS
+    from benchrunner.store.results import SAMPLE_COLUMNS
+    from benchrunner.analysis.throughput.curves import mark_knees
+    from benchrunner.analysis.throughput.levelstats import LevelMeta
+    from benchrunner.store.throughput import append_level, rewrite_throughput
     import json
 
     folder.mkdir(parents=True)
@@ -219,7 +219,7 @@ def _write_run(folder: Path, run_id: str, levels: dict[int, tuple[float, float, 
 
 
 def test_budgets_check_the_knee_of_each_curve(tmp_path):
-    from benchrunner.budgets import check_budgets
+    from benchrunner.analysis.budgets import check_budgets
     from benchrunner.suite import Budget
 
     run = _write_run(tmp_path / "r", "r", {1: (30.0, 33.0, 40.0, 0), 2: (60.0, 35.0, 60.0, 0),
@@ -263,7 +263,7 @@ def test_bench_check_and_compare_on_throughput_runs(tmp_path, bench):
 
 
 def test_report_of_a_throughput_run_has_the_curve_and_the_bottleneck(tmp_path):
-    from benchrunner.report.model import build_model
+    from benchrunner.report.sections import build_model
 
     run = _write_run(tmp_path / "r", "r", {1: (30.0, 33.0, 40.0, 0), 2: (60.0, 35.0, 60.0, 0),
                                            4: (90.0, 45.0, 150.0, 2)})
@@ -307,13 +307,13 @@ def test_bad_throughput_suites_exit_2_with_one_line(write_suite, bench, extra, m
 def test_resume_repairs_a_level_cut_short(tmp_path):
     """A kill between a level's raw samples and its rows: the samples go, the level runs again;
     a torn last line goes too."""
-    from benchrunner.throughput.schema import THROUGHPUT_FILE, THROUGHPUT_SAMPLES_FILE, repair_throughput
-    from benchrunner.throughput.sweep import done_levels
+    from benchrunner.store.throughput import THROUGHPUT_FILE, THROUGHPUT_SAMPLES_FILE, repair_throughput
+    from benchrunner.run.throughput.sweep import done_levels
 
     run = _write_run(tmp_path / "r", "r", {1: (30.0, 33.0, 40.0, 0), 2: (60.0, 35.0, 60.0, 0)})
     frame = read_throughput(run)
     kept = frame[frame["concurrency"] == 1]
-    from benchrunner.throughput.schema import rewrite_throughput
+    from benchrunner.store.throughput import rewrite_throughput
 
     rewrite_throughput(run, kept)                        # level 2's rows never made it to disk
     with open(run / THROUGHPUT_FILE, "a") as f:
@@ -331,7 +331,7 @@ def _executor_run(pipeline, mode: str, concurrency: int, clips: int, chunk=None)
 
     from benchrunner.modespec import parse_mode
     from benchrunner.suite import ChunkConfig
-    from benchrunner.throughput.pipelined import PipelinedExecutor
+    from benchrunner.run.throughput.pipelined import PipelinedExecutor
 
     executor = PipelinedExecutor(pipeline, ["cpu"] * len(pipeline.stages), parse_mode(mode),
                                  chunk or ChunkConfig(window_s=0.4, overlap_s=0.1, max_retries=1),
@@ -367,7 +367,7 @@ def test_a_stage_thread_that_cannot_start_ends_the_level_with_its_reason():
     from testing_pipelines import build
     from benchrunner.modespec import parse_mode
     from benchrunner.suite import ChunkConfig
-    from benchrunner.throughput.pipelined import PipelinedExecutor
+    from benchrunner.run.throughput.pipelined import PipelinedExecutor
 
     pipeline = build()
     executor = PipelinedExecutor(pipeline, ["cpu", "cuda:7", "cpu"], parse_mode("single"), ChunkConfig(),
@@ -383,8 +383,8 @@ def test_a_stage_thread_that_cannot_start_ends_the_level_with_its_reason():
 def test_both_scenarios_in_one_run(write_suite, tmp_path):
     """scenario = ["latency", "throughput"]: the latency cases, then the sweep, in one run folder;
     a throughput budget is checked on both kinds of rows."""
-    from benchrunner.budgets import check_run
-    from benchrunner.results import read_summary
+    from benchrunner.analysis.budgets import check_run
+    from benchrunner.store.results import read_summary
 
     path = write_suite("""
         name = "both"

@@ -12,10 +12,10 @@ import torch
 from benchrunner import Pipeline, Stage, Stream
 from benchrunner.modespec import parse_mode
 from benchrunner.suite import ChunkConfig
-from benchrunner.throughput.levelstats import level_rows
-from benchrunner.throughput.pipelined import PipelinedExecutor
-from benchrunner.throughput.placement import place_modules
-from benchrunner.throughput.windows import Window
+from benchrunner.analysis.throughput.levelstats import level_rows
+from benchrunner.run.throughput.pipelined import PipelinedExecutor
+from benchrunner.run.throughput.placement import place_modules
+from benchrunner.analysis.throughput.windows import Window
 
 pytestmark = pytest.mark.gpu
 RATE = 1000
@@ -92,9 +92,9 @@ def test_a_stage_on_another_device_gets_its_input_by_a_timed_transfer():
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
 def test_two_devices_through_bench_run(write_suite, tmp_path):
-    from benchrunner.runner import run_suite
+    from benchrunner.run.runner import run_suite
     from benchrunner.suite import load_suite
-    from benchrunner.throughput.schema import read_throughput
+    from benchrunner.store.throughput import read_throughput
 
     path = write_suite("""
         name = "two-gpus"
@@ -115,7 +115,7 @@ def test_two_devices_through_bench_run(write_suite, tmp_path):
 
 
 def _meta():
-    from benchrunner.throughput.levelstats import LevelMeta
+    from benchrunner.analysis.throughput.levelstats import LevelMeta
 
     return LevelMeta("r", "s", "p", "default", "single", None, 1.0, 2, "cuda:0", 10.0, 1.0, None, 1,
                      "perf_counter+stream_sync", "t")

@@ -77,7 +77,7 @@ def check_run(ref: str | Path | None, results_dir: Path = Path("results")) -> tu
     from ..store.results import read_summary
     from ..store.runs import read_manifest, resolve_run
 
-    from .throughput.schema import read_throughput
+    from ..store.throughput import read_throughput
 
     path = resolve_run(ref, results_dir)
     if not (path / "summary.csv").is_file():

@@ -51,7 +51,7 @@ METRICS = {
     # Utilisation is not a goal in itself: neutral words, never a regression.
     "util": MetricSpec("util_mean_pct", "%", ("lower", "higher"), None, False),
     "failure": MetricSpec(None, "failures", (stats.FEWER_FAILURES, stats.MORE_FAILURES), stats.MORE_FAILURES, False),
-    # the throughput scenario's rows (benchrunner/throughput/compare.py), level by level
+    # the throughput scenario's rows (benchrunner/analysis/throughput/compare.py), level by level
     "throughput": MetricSpec("throughput_clips_per_s", "clips/s", ("lower", "higher"), "lower", False),
     "load_latency": MetricSpec("latency_ms", "ms", (stats.FASTER, stats.SLOWER), stats.SLOWER, False),
 }
@@ -152,11 +152,9 @@ def compare(a: str, b: str, *, run: str | Path | None = None, results_dir: Path 
     metric_spec(metric)
     if not 0.0 <= min_effect < 1.0:
         raise UserError(f"--min-effect: {min_effect:g} is not valid (expected a fraction in [0, 1), e.g. 0.02 for 2%)")
-    if metric in THROUGHPUT_METRICS:
-        from .throughput.compare import compare_throughput
-
-        return compare_throughput(a, b, run=run, results_dir=results_dir, metric=metric, min_effect=min_effect,
-                                  seed=seed)
+    if metric in THROUGHPUT_METRICS:  # throughput.csv rows: analysis/throughput/compare.py (bench compare calls it)
+        raise UserError(f"--metric: {metric} compares throughput rows (expected "
+                        "benchrunner.analysis.throughput.compare.compare_throughput)")
     sel_a, sel_b = parse_mode_selector(a), parse_mode_selector(b)
     if run is None and sel_a is None and sel_b is None and is_run_ref(a, results_dir) \
             and is_run_ref(b, results_dir):

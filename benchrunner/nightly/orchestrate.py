@@ -152,7 +152,7 @@ def _judge_step(history, suite: Suite, result: NightlyResult) -> None:
         for metric in ("latency", "memory", "failure"):
             compared = compare_runs(result.baseline, result.run_dir, metric=metric)
             result.alerts += [_regression_text(compared, row) for row in compared.regressions()]
-    from .throughput.schema import read_throughput
+    from ..store.throughput import read_throughput
 
     breaches = [b for b in check_budgets(read_summary(result.run_dir), budgets_from_manifest(read_manifest(
         result.run_dir)), read_throughput(result.run_dir)) if not b.passed]

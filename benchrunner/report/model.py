@@ -155,7 +155,7 @@ def load_run(run: str | Path) -> RunView:
 
 def _has_throughput(run_dir: Path) -> bool:
     """A run of the throughput scenario alone has no latency cases but is reportable."""
-    from ..throughput.schema import has_throughput
+    from ..store.throughput import has_throughput
 
     return has_throughput(run_dir)
 

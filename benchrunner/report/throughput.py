@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..throughput.curves import curves
-from ..throughput.schema import KIND_STAGE, KIND_TRANSFER, curve_label, has_throughput, read_throughput
+from ..analysis.throughput.curves import curves
+from ..store.throughput import KIND_STAGE, KIND_TRANSFER, curve_label, has_throughput, read_throughput
 from . import fmt
 from .model import Chart, Section, Table
 

@@ -211,9 +211,9 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
 
 def _run_throughput(slot: "_WorkerSlot", suite: Suite, cases: list[Case], files: RunFiles,
                     emit: EventHandler) -> None:
-    """The throughput scenario's sweep (benchrunner/throughput/sweep.py), after the latency
+    """The throughput scenario's sweep (benchrunner/run/throughput/sweep.py), after the latency
     cases; levels already in throughput.csv (a resumed run) are skipped."""
-    from .throughput.schema import repair_throughput
+    from ..store.throughput import repair_throughput
     from .throughput.sweep import done_levels, level_tasks, run_sweep
 
     for note in repair_throughput(files.dir):

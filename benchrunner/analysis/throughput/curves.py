@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from .knee import Knee, LevelPoint, find_knee
-from .schema import KIND_TOTAL, level_totals
+from ...store.throughput import KIND_TOTAL, level_totals
 
 CURVE_KEY = ["pipeline", "variant", "mode", "threshold_s", "clip_s"]
 USABLE_STATUSES = ("ok", "unstable")

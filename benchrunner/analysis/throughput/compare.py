@@ -23,10 +23,10 @@ import pandas as pd
 
 from .. import stats
 from ..compare import CONF, METRICS, N_BOOT, CompareResult, CompareRow, parse_mode_selector
-from ..errors import UserError
-from ..runs import is_run_ref, read_manifest, resolve_run
+from ...errors import UserError
+from ...store.runs import is_run_ref, read_manifest, resolve_run
 from .curves import curves
-from .schema import KIND_TOTAL, read_throughput, read_throughput_samples
+from ...store.throughput import KIND_TOTAL, read_throughput, read_throughput_samples
 from .windows import STABLE_WINDOWS
 
 THROUGHPUT_METRICS = ("throughput", "load_latency")

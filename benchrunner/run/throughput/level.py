@@ -20,14 +20,14 @@ import torch
 
 from ..cases import case_id
 from ..inputs import InputRef, load_clip
-from ..modespec import ModeSpec
-from ..pipeline import Pipeline
-from ..rows import now_iso
-from ..suite import ChunkConfig, ThroughputConfig
-from .levelstats import LevelMeta, level_rows, make_window, sample_rows
+from ...modespec import ModeSpec
+from ...pipeline import Pipeline
+from ...store.results import now_iso
+from ...suite import ChunkConfig, ThroughputConfig
+from ...analysis.throughput.levelstats import LevelMeta, level_rows, make_window, sample_rows
 from .pipelined import PipelinedExecutor
 from .placement import TIMER_SOURCE_HOST, TIMER_SOURCE_STREAM
-from .windows import Window, should_stop
+from ...analysis.throughput.windows import Window, should_stop
 
 DRAIN_TIMEOUT_S = 30.0
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..stats import describe
-from .schema import KIND_STAGE, KIND_TOTAL, KIND_TRANSFER, THROUGHPUT_SCHEMA_VERSION
+from ...store.throughput import KIND_STAGE, KIND_TOTAL, KIND_TRANSFER, THROUGHPUT_SCHEMA_VERSION
 from .windows import Window, measured_windows
 
 

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import UserError
+from ...errors import UserError
 
 TIMER_SOURCE_HOST = "perf_counter"
 TIMER_SOURCE_STREAM = "perf_counter+stream_sync"

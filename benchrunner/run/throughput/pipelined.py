@@ -32,12 +32,12 @@ from typing import Any, Callable
 import torch
 
 from ..failures import classify_exception, describe_exception, free_memory
-from ..modespec import ModeSpec
+from ...modespec import ModeSpec
 from ..modes.base import ChunkRecord
 from ..modes.merge import context_span, cut, merge, plan_chunks
-from ..pipeline import (ChunkContext, LoadContext, Pipeline, reset_current_chunk, reset_current_load,
+from ...pipeline import (ChunkContext, LoadContext, Pipeline, reset_current_chunk, reset_current_load,
                         set_current_chunk, set_current_load)
-from ..suite import ChunkConfig
+from ...suite import ChunkConfig
 from .placement import StagePlace, move, same_device, timed_transfer
 
 _STOP = object()

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from ..results import _append_durably, _csv_text, _drop_torn_tail, _rewrite
+from .results import _append_durably, _csv_text, _drop_torn_tail, _rewrite
 
 THROUGHPUT_SCHEMA_VERSION = 1
 THROUGHPUT_FILE = "throughput.csv"

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Callable
 
 from ..cases import Case
-from ..rows import now_iso
-from ..suite import Suite
-from .curves import mark_knees
+from ...store.results import now_iso
+from ...suite import Suite
+from ...analysis.throughput.curves import mark_knees
 from .level import LevelTask
-from .levelstats import LevelMeta
-from .schema import (KIND_TOTAL, append_level, has_throughput, read_throughput,
+from ...analysis.throughput.levelstats import LevelMeta
+from ...store.throughput import (KIND_TOTAL, append_level, has_throughput, read_throughput,
                      rewrite_throughput)
 
 
