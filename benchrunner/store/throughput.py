@@ -36,7 +36,7 @@ THROUGHPUT_COLUMNS = [
     "windows", "stable", "stability_pct", "window_s", "window_clips", "measured_s", "clips", "failures",
     "n_oom", "n_error", "throughput_clips_per_s", "window_clips_per_s",
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_max_ms",
-    "entry_wait_mean_ms", "peak_mem_bytes", "mem_source", "cpu_util_pct", "bottleneck",
+    "entry_wait_mean_ms", "peak_mem_bytes", "peak_mem_growth_bytes", "mem_source", "cpu_util_pct", "bottleneck",
     "knee", "knee_quantile", "knee_budget_ms",
     # per stage (stage rows; total rows: the sum over stages) and per transfer
     "calls", "busy_ms", "busy_mean_ms", "utilisation_pct", "queue_wait_mean_ms", "queue_wait_max_ms",
@@ -50,7 +50,7 @@ THROUGHPUT_DTYPES = {
     **{c: "float64" for c in (
         "threshold_s", "clip_s", "stability_pct", "window_s", "measured_s", "throughput_clips_per_s",
         "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_max_ms",
-        "entry_wait_mean_ms", "peak_mem_bytes", "cpu_util_pct", "knee_budget_ms", "busy_ms", "busy_mean_ms",
+        "entry_wait_mean_ms", "peak_mem_bytes", "peak_mem_growth_bytes", "cpu_util_pct", "knee_budget_ms", "busy_ms", "busy_mean_ms",
         "utilisation_pct", "queue_wait_mean_ms", "queue_wait_max_ms", "blocked_mean_ms",
         "transfer_bytes_mean")},
 }

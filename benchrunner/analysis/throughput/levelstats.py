@@ -93,6 +93,7 @@ def make_window(clips: Sequence[Any], start_ns: int, end_ns: int) -> Window:
 def level_rows(meta: LevelMeta, stage_names: list[str], devices: list[str], windows: Sequence[Window],
                stable: bool, clips: Sequence[Any], stage_events: Sequence[Any], transfer_events: Sequence[Any],
                *, peak_mem_bytes: float | None, mem_source: str, cpu_util_pct: float | None,
+               peak_mem_growth_bytes: float | None = None,
                level_error: str = "", ended_by: str | None = None) -> list[dict[str, Any]]:
     """The total row, one row per stage and one per transfer boundary, for one level.
     ``ended_by`` names what cut the level short (``timeout``), if anything."""
@@ -132,7 +133,7 @@ def level_rows(meta: LevelMeta, stage_names: list[str], devices: list[str], wind
         "latency_p50_ms": latency.p50, "latency_p90_ms": latency.p90, "latency_p99_ms": latency.p99,
         "latency_mean_ms": latency.mean, "latency_max_ms": latency.maximum,
         "entry_wait_mean_ms": _mean([c.entry_wait_ms for c in ok if c.entry_wait_ms is not None]),
-        "peak_mem_bytes": peak_mem_bytes, "mem_source": mem_source, "cpu_util_pct": cpu_util_pct,
+        "peak_mem_bytes": peak_mem_bytes, "peak_mem_growth_bytes": peak_mem_growth_bytes, "mem_source": mem_source, "cpu_util_pct": cpu_util_pct,
         "bottleneck": bottleneck,
         "calls": sum(r["calls"] for r in stage_rows), "busy_ms": sum(r["busy_ms"] for r in stage_rows),
     }

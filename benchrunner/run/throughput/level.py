@@ -97,8 +97,10 @@ def measure_level(pipeline: Pipeline, task: LevelTask, devices: list[str], memor
     cuda_devices = sorted({d for d in devices if d.startswith("cuda")})
     deadline = time.perf_counter_ns() + int(task.timeout_s * 0.9e9)
     memory.begin()
+    cuda_before = {}
     for d in cuda_devices:
         torch.cuda.reset_peak_memory_stats(torch.device(d))
+        cuda_before[d] = torch.cuda.memory_allocated(torch.device(d))
     cpu_start, wall_start = time.process_time_ns(), time.perf_counter_ns()
     windows: list[Window] = []
     stable, ended_by, drained = False, None, False
@@ -130,16 +132,17 @@ def measure_level(pipeline: Pipeline, task: LevelTask, devices: list[str], memor
             executor.stop(1.0)
             raise
     reading = memory.end()
-    peak = reading.peak_bytes
-    if cuda_devices:
-        peak = float(sum(torch.cuda.max_memory_allocated(torch.device(d)) for d in cuda_devices))
+    peak, growth = reading.peak_bytes, reading.growth_bytes
+    if cuda_devices:  # every device the stages use: absolute peaks and what the level added, summed
+        peaks = {d: torch.cuda.max_memory_allocated(torch.device(d)) for d in cuda_devices}
+        peak, growth = float(sum(peaks.values())), float(sum(peaks[d] - cuda_before[d] for d in cuda_devices))
     cpu_util = 100.0 * cpu_ns / wall_ns / (os.cpu_count() or 1) if wall_ns > 0 else None
     level_error = executor.feed_errors[0] if executor.feed_errors else ""
     if ended_by == "timeout":
         level_error = (f"level did not finish within 0.9 x timeout_s = {0.9 * task.timeout_s:g} s "
                        f"({len(windows)} window(s), {executor.completed()} clip(s) completed)")
     rows = level_rows(meta, pipeline.stage_names(), devices, windows, stable, executor.clips,
-                      executor.stage_events, executor.transfer_events, peak_mem_bytes=peak,
+                      executor.stage_events, executor.transfer_events, peak_mem_bytes=peak, peak_mem_growth_bytes=growth,
                       mem_source="cuda_allocator" if cuda_devices else reading.source, cpu_util_pct=cpu_util,
                       level_error=level_error, ended_by=ended_by if ended_by else None)
     notes = [] if drained else [f"{task.level_id}: clips still in flight {DRAIN_TIMEOUT_S:g} s after the level "

@@ -63,7 +63,14 @@ def plan_devices(stage_names: list[str], default_device: str, stage_devices: Map
     if unknown:
         raise UserError(f"{_prefix(source)}stage_devices.{unknown[0]}: no such stage "
                         f"(expected one of {', '.join(stage_names)})")
-    return [stage_devices.get(name, default_device) for name in stage_names]
+    return [_indexed(stage_devices.get(name, default_device)) for name in stage_names]
+
+
+def _indexed(device: str) -> str:
+    """``cuda`` as ``cuda:N`` (the current device), so that "cuda" and "cuda:0" are one device."""
+    if device == "cuda" and torch.cuda.is_available():
+        return f"cuda:{torch.cuda.current_device()}"
+    return device
 
 
 def place_modules(stages: list, devices: list[str], default_device: str, source: str | None = None) -> None:
