@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..modespec import MODE_TEXT
-from ..store.results import CASE_KEY, OK, TOTAL_STAGE
+from ..store.results import CASE_KEY, OK, TOTAL_STAGE, hardware_of
 from ..store.runs import RunData, is_run_ref, load_run
 from . import stats
 
@@ -434,7 +434,30 @@ def _notes(rows: list[CompareRow], spec: MetricSpec, metric: str, min_effect: fl
         notes.append("utilisation is shown next to latency, never instead of it: higher is not better "
                      "in itself, and no utilisation row counts as a regression")
     notes.extend(_same_path_note(cases_a, cases_b, common, a_label, b_label))
+    notes.extend(_hardware_notes(cases_a, cases_b, common, a_label, b_label))
     return notes
+
+
+def _hardware_notes(cases_a: dict, cases_b: dict, common: list[tuple], a_label: str, b_label: str) -> list[str]:
+    """A warning where the two sides of a matched case ran on different hardware (host or GPU
+    model): their difference is then partly the machines'. Sides without placement columns
+    (runs before schema 3) are not judged."""
+    differing = []
+    for key in common:
+        hw_a, hw_b = hardware_of(cases_a[key]), hardware_of(cases_b[key])
+        if hw_a and hw_b and hw_a != hw_b:
+            differing.append((float(cases_a[key]["clip_s"].iloc[0]), _hardware_text(hw_a), _hardware_text(hw_b)))
+    if not differing:
+        return []
+    clip_s, text_a, text_b = differing[0]
+    clips = ", ".join(sorted({f"{c:g} s" for c, _, _ in differing}))
+    return [f"warning: {a_label} and {b_label} ran on different hardware at {clips} "
+            f"(e.g. {text_a} vs {text_b}): part of any difference is the machines'; "
+            "fix: compare runs from the same host and GPU model (bench run --devices, or one Ray node type)"]
+
+
+def _hardware_text(hardware: set[tuple[str, str]]) -> str:
+    return " + ".join(f"{host}/{gpu or 'cpu'}" for host, gpu in sorted(hardware))
 
 
 def _method_note(metric: str, min_effect: float, seed: int) -> str:

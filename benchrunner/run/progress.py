@@ -54,6 +54,8 @@ class ProgressPrinter:
         self._rich = None
         self._task = None
         self.done_before = 0
+        self.workers: dict[str, str] = {}     # label -> device, when the run has several workers
+        self._worker_tasks: dict[str, int] = {}
 
     def __enter__(self):
         if self.tty:
@@ -81,28 +83,38 @@ class ProgressPrinter:
     def handle(self, kind: str, **event) -> None:
         getattr(self, f"_on_{kind}", lambda **_: None)(**event)
 
-    def _on_start(self, run_id, run_dir, total, done, device, notes):
+    def _on_start(self, run_id, run_dir, total, done, device, notes, workers=()):
         self.start = time.monotonic()
         self.done_before = done
         left = f" ({total - done} left)" if done else ""
-        self.echo(f"run {run_id} on {device}: {total} cases{left} -> {run_dir}")
+        self.workers = {w["worker"]: w["device"] for w in workers} if len(workers) > 1 else {}
+        on = f"{len(workers)} workers ({', '.join(f'{k} {v}' for k, v in self.workers.items())})" \
+            if self.workers else device
+        self.echo(f"run {run_id} on {on}: {total} cases{left} -> {run_dir}")
         for note in notes:
             self.echo(f"note: {note}")
         if self._rich:
             self._task = self._rich.add_task("starting", total=total, completed=done)
+            for label, dev in self.workers.items():
+                self._worker_tasks[label] = self._rich.add_task(f"  {label} {dev}: idle", total=None)
 
     def _on_note(self, text):
         self.echo(f"note: {text}")
 
-    def _on_case_start(self, case, index, total):
+    def _on_case_start(self, case, index, total, worker="w0"):
         if self._rich:
             self._rich.update(self._task, description=case.case_id)
+            if worker in self._worker_tasks:
+                self._rich.update(self._worker_tasks[worker],
+                                  description=f"  {worker} {self.workers[worker]}: {case.case_id}")
+        elif self.workers:
+            self.echo(f"[{worker}] started {case.case_id}")
 
-    def _on_case_end(self, case, index, total, rows, worker_lost):
+    def _on_case_end(self, case, index, total, rows, worker_lost, worker="w0"):
         done = index + 1
         elapsed = time.monotonic() - self.start
         eta = elapsed / max(1, done - self.done_before) * (total - done)
-        line = case_line(case, rows, worker_lost)
+        line = (f"[{worker}] " if self.workers else "") + case_line(case, rows, worker_lost)
         if self._rich:
             self._rich.advance(self._task)
             self.echo(line)

@@ -16,6 +16,7 @@ import ctypes.util
 import os
 import resource
 import signal
+import socket
 import time
 import traceback
 from contextlib import nullcontext
@@ -149,9 +150,15 @@ class Worker:
         return {
             "pid": os.getpid(), "stages": self.stages, "pipeline_name": self.pipeline.name,
             "timer_source": self.timer.source, "util_source": self.sampler.util_source if self.sampler else "off",
-            "baseline_mem_bytes": self.memory.baseline_bytes(), "device": self.device,
+            "baseline_mem_bytes": self.memory.baseline_bytes(), **self.placement(),
             "device_index": self.gpu.index if self.gpu else None, "device_uuid": self.gpu.uuid if self.gpu else None,
         }
+
+    def placement(self) -> dict[str, str]:
+        """Where this worker measures: the host and the GPU (samples.csv's host and gpu)."""
+        from ..measure.gpu import describe_gpu
+
+        return {"host": socket.gethostname(), "device": self.device, "gpu": describe_gpu(self.device)}
 
     def close(self) -> None:
         self.prefetcher.close()
