@@ -9,7 +9,8 @@ They are imported lazily, so commands that only read results do not pay for torc
 
 __version__ = "0.1.0"
 
-__all__ = ["ChunkContext", "ModuleCall", "Pipeline", "Stage", "Stream", "current_chunk", "__version__"]
+__all__ = ["ChunkContext", "LoadContext", "ModuleCall", "Pipeline", "Stage", "Stream", "current_chunk",
+           "current_load", "__version__"]
 
 
 def __getattr__(name: str):

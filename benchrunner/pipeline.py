@@ -91,18 +91,25 @@ class Stage:
     run by other backends and precisions (suite variants with ``backend``, ``precision``,
     ``quantize``); ``fn`` may then be left out and is built from the two. A stage with a
     plain ``fn`` only runs as written (eager).
+
+    ``modules`` are the torch modules ``fn`` uses: declaring them lets the throughput
+    scenario place the stage on a device of its own (``stage_devices``); a stage with a
+    ``module`` has it as its one module unless ``modules`` says otherwise.
     """
 
     name: str
     fn: Callable[[Any], Any] | None = None
     module: torch.nn.Module | None = None
     call: ModuleCall | None = None
+    modules: tuple = ()
 
     def __post_init__(self):
         if self.fn is None:
             if self.module is None or self.call is None:
                 raise ValueError(f"stage {self.name!r}: give fn, or module and call")
             object.__setattr__(self, "fn", self.call.bind(self.module, module_dtype(self.module)))
+        if self.module is not None and not self.modules:
+            object.__setattr__(self, "modules", (self.module,))
 
 
 @dataclass
@@ -166,6 +173,34 @@ def set_current_chunk(chunk: ChunkContext | None) -> contextvars.Token:
 
 def reset_current_chunk(token: contextvars.Token) -> None:
     _current_chunk.reset(token)
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What a stage may ask in the throughput scenario (see :func:`current_load`): the level's
+    concurrency (clips in flight) and which clip of the level this call works on (0-based)."""
+
+    concurrency: int
+    clip: int
+
+
+_current_load: contextvars.ContextVar[LoadContext | None] = contextvars.ContextVar(
+    "benchrunner_current_load", default=None
+)
+
+
+def current_load() -> LoadContext | None:
+    """The load a stage runs under in the throughput scenario, or None in the latency scenario.
+    For fault injection ("fail at concurrency 8") and logging."""
+    return _current_load.get()
+
+
+def set_current_load(load: LoadContext | None) -> contextvars.Token:
+    return _current_load.set(load)
+
+
+def reset_current_load(token: contextvars.Token) -> None:
+    _current_load.reset(token)
 
 
 def resolve_factory(spec: str, *, source: str = "suite", field_name: str = "pipeline") -> Callable:

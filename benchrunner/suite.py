@@ -108,6 +108,31 @@ class SamplerConfig:
     hz: float = 10.0
 
 
+SCENARIOS = ("latency", "throughput")
+
+
+@dataclass(frozen=True)
+class ThroughputConfig:
+    """How the throughput scenario measures (see benchrunner/run/throughput/).
+
+    ``concurrency``: clips in flight per level. A level is measured in windows of
+    ``window_s`` seconds, or of ``window_clips`` completed clips, until the last 3 agree within
+    ``stability_pct`` % (at most ``max_windows``). ``queue_depth`` bounds each queue between
+    stages. ``stage_devices`` places stages (pairs of stage name and device). The knee is the
+    highest throughput whose p99 (or p90) latency is within ``knee_latency_ms`` (default: the
+    ``p99_latency_ms`` budget).
+    """
+
+    concurrency: tuple[int, ...] = (1, 2, 4, 8)
+    window_s: float | None = 2.0
+    window_clips: int | None = None
+    stability_pct: float = 10.0
+    max_windows: int = 10
+    queue_depth: int = 1
+    stage_devices: tuple[tuple[str, str], ...] = ()
+    knee_latency_ms: float | None = None
+
+
 @dataclass(frozen=True)
 class Budget:
     """A limit on one summary metric, optionally for one clip length and/or one mode.
@@ -155,6 +180,8 @@ class Suite:
     variant_specs: dict[str, VariantSpec] = field(default_factory=dict)
     reference_variant: str | None = None
     accuracy: AccuracyBound = AccuracyBound()
+    scenarios: tuple[str, ...] = ("latency",)
+    throughput: ThroughputConfig = ThroughputConfig()
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def variant_args(self, variant: str) -> dict[str, Any]:
@@ -214,7 +241,7 @@ def _positive_list(v: Any) -> bool:
 TOP_LEVEL_KEYS = ("name", "description", "pipeline", "pipeline_args", "variants", "device", "clip_lengths_s",
                   "modes", "hybrid_thresholds_s", "chunk", "repeats", "warmup", "timeout_s", "memory_limit_gb",
                   "inputs", "seed", "sampler", "budgets", "results_dir", "interleave", "timer",
-                  "reference_variant", "accuracy")
+                  "reference_variant", "accuracy", "scenario", "concurrency", "stage_devices", "throughput")
 
 
 def load_suite(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Suite:
@@ -257,6 +284,8 @@ def validate_suite(raw: dict[str, Any], path: Path) -> Suite:
         raise r.fail("clip_lengths_s", f"{repeated[0]:g} is listed twice (expected distinct lengths)")
     chunk = _chunk_config(r)
     variants, specs = _variants(r)
+    scenarios = _scenarios(r)
+    budgets = _budgets(r)
     return Suite(
         name=r.get("name", lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
         path=path,
@@ -275,7 +304,7 @@ def validate_suite(raw: dict[str, Any], path: Path) -> Suite:
         inputs=_inputs(r, path),
         seed=r.get("seed", _int_at_least(0), "an integer >= 0", 0),
         sampler=_sampler(r),
-        budgets=_budgets(r),
+        budgets=budgets,
         results_dir=Path(r.get("results_dir", lambda v: isinstance(v, str) and v != "", "a folder path",
                                "results")),
         interleave=r.get("interleave", lambda v: isinstance(v, bool), "true or false", True),
@@ -283,6 +312,8 @@ def validate_suite(raw: dict[str, Any], path: Path) -> Suite:
         variant_specs=specs,
         reference_variant=_reference_variant(r, variants),
         accuracy=_accuracy(r),
+        scenarios=scenarios,
+        throughput=_throughput_config(r, scenarios, budgets),
         raw=raw,
     )
 
@@ -448,3 +479,49 @@ def _budgets(r: _Reader) -> list[Budget]:
         mode = b.get("mode", _is_mode, "a mode like \"single\" or \"hybrid@32\"", None)
         budgets.append(Budget(metric, float(value["limit"]), None if clip_s is None else float(clip_s), mode))
     return budgets
+
+
+# -- the throughput scenario's fields -------------------------------------------------------
+
+def _scenarios(r: _Reader) -> tuple[str, ...]:
+    """``scenario = "latency"`` (the default), ``"throughput"``, or a list of both."""
+    expected = 'latency, throughput, or a list of them (e.g. ["latency", "throughput"])'
+    value = r.get("scenario", lambda v: v in SCENARIOS or (isinstance(v, list) and v != [] and
+                                                            all(x in SCENARIOS for x in v)), expected, "latency")
+    names = [value] if isinstance(value, str) else value
+    if len(set(names)) != len(names):
+        raise r.fail("scenario", f"{value!r} lists a scenario twice (expected {expected})")
+    return tuple(names)
+
+
+def _throughput_config(r: _Reader, scenarios: tuple[str, ...], budgets: list[Budget]) -> ThroughputConfig:
+    if "throughput" not in scenarios:
+        for key in ("concurrency", "stage_devices", "throughput"):
+            if key in r.data:
+                raise r.fail(key, 'only used by the throughput scenario (expected scenario = "throughput")')
+        return ThroughputConfig()
+    levels = r.get("concurrency", lambda v: isinstance(v, list) and v != [] and all(_int_at_least(1)(x) for x in v),
+                   "a non-empty list of integers >= 1, e.g. [1, 2, 4, 8]", [1, 2, 4, 8])
+    if len(set(levels)) != len(levels):
+        raise r.fail("concurrency", f"{levels!r} lists a level twice (expected distinct levels)")
+    devices = r.table("stage_devices", None)
+    for stage, device in devices.data.items():
+        if not _valid_device(device) or device == "auto":
+            raise devices.fail(stage, f"{device!r} is not valid (expected cpu, cuda or cuda:N)")
+    t = r.table("throughput", ("window_s", "window_clips", "stability_pct", "max_windows", "queue_depth",
+                               "knee_latency_ms"))
+    if "window_s" in t.data and "window_clips" in t.data:
+        raise t.fail("window_clips", "given with window_s (expected one of them: a window of seconds or of clips)")
+    window_clips = t.get("window_clips", _int_at_least(1), "an integer >= 1 (clips per window)", None)
+    window_s = None if window_clips else float(t.get("window_s", _positive, "positive seconds", 2.0))
+    p99 = next((b.limit for b in budgets if b.metric == "p99_latency_ms"), None)
+    knee = t.get("knee_latency_ms", _positive, "positive milliseconds", p99)
+    return ThroughputConfig(
+        concurrency=tuple(sorted(levels)), window_s=window_s, window_clips=window_clips,
+        stability_pct=float(t.get("stability_pct", lambda v: _positive(v) and v < 100, "a percentage, 0 < x < 100",
+                                  10.0)),
+        max_windows=t.get("max_windows", _int_at_least(3), "an integer >= 3 (the rule compares the last 3)", 10),
+        queue_depth=t.get("queue_depth", _int_at_least(1), "an integer >= 1", 1),
+        stage_devices=tuple(devices.data.items()),
+        knee_latency_ms=None if knee is None else float(knee),
+    )

@@ -122,3 +122,34 @@ def variants(offset: float = 0.0, module_stage: bool = True) -> Pipeline:
                  "scores": Stream(time_axis=1, rate_hz=VARIANT_RATE / SCORE_HOP, categorical=True)},
         make_clip=_variant_clip, sample_rate=VARIANT_RATE, batchable=True, modules=[scorer],
     )
+
+
+def build_sleepy(stage_ms: list | tuple = (10, 10, 10), abort_at_concurrency: int | None = None,
+                 hold_mb: float = 0.0) -> Pipeline:
+    """Stages that each sleep ``stage_ms[i]`` ms (time.sleep releases the GIL): the throughput
+    scenario's truth test. ``abort_at_concurrency``: the first stage aborts the worker at that
+    load (current_load), and only at that one. ``hold_mb``: the first stage allocates that much, carried to
+    the last stage (memory that grows with the clips in flight)."""
+    from benchrunner import current_load
+
+    def make(i: int, ms: float):
+        def stage(value: dict) -> dict:
+            load = current_load()
+            if i == 0 and abort_at_concurrency is not None and load and load.concurrency == abort_at_concurrency:
+                os.abort()
+            if i == 0 and hold_mb:
+                value = {**value, "held": torch.ones(int(hold_mb * 2**20) // 4)}
+            time.sleep(ms / 1000.0)
+            if i == len(stage_ms) - 1:
+                value = {"audio": value["audio"]}
+            return value
+        return stage
+
+    return Pipeline(
+        name="sleepy",
+        stages=[Stage(f"s{i}_{ms:g}ms", make(i, ms)) for i, ms in enumerate(stage_ms)],
+        inputs={"audio": Stream(time_axis=-1, rate_hz=RATE)},
+        outputs={"audio": Stream(time_axis=-1, rate_hz=RATE)},
+        make_clip=_clip,
+        sample_rate=RATE,
+    )

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..modespec import MODE_TEXT
-from ..store.results import CASE_KEY, OK, TOTAL_STAGE
+from ..store.results import CASE_KEY, OK, TOTAL_STAGE, hardware_of
 from ..store.runs import RunData, is_run_ref, load_run
 from . import stats
 
@@ -51,7 +51,11 @@ METRICS = {
     # Utilisation is not a goal in itself: neutral words, never a regression.
     "util": MetricSpec("util_mean_pct", "%", ("lower", "higher"), None, False),
     "failure": MetricSpec(None, "failures", (stats.FEWER_FAILURES, stats.MORE_FAILURES), stats.MORE_FAILURES, False),
+    # the throughput scenario's rows (benchrunner/analysis/throughput/compare.py), level by level
+    "throughput": MetricSpec("throughput_clips_per_s", "clips/s", ("lower", "higher"), "lower", False),
+    "load_latency": MetricSpec("latency_ms", "ms", (stats.FASTER, stats.SLOWER), stats.SLOWER, False),
 }
+THROUGHPUT_METRICS = ("throughput", "load_latency")
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,9 @@ def compare(a: str, b: str, *, run: str | Path | None = None, results_dir: Path 
     metric_spec(metric)
     if not 0.0 <= min_effect < 1.0:
         raise UserError(f"--min-effect: {min_effect:g} is not valid (expected a fraction in [0, 1), e.g. 0.02 for 2%)")
+    if metric in THROUGHPUT_METRICS:  # throughput.csv rows: analysis/throughput/compare.py (bench compare calls it)
+        raise UserError(f"--metric: {metric} compares throughput rows (expected "
+                        "benchrunner.analysis.throughput.compare.compare_throughput)")
     sel_a, sel_b = parse_mode_selector(a), parse_mode_selector(b)
     if run is None and sel_a is None and sel_b is None and is_run_ref(a, results_dir) \
             and is_run_ref(b, results_dir):
@@ -273,6 +280,9 @@ def compare_frames(samples_a: pd.DataFrame, samples_b: pd.DataFrame, *, a_label:
     only). Every row uses the same ``seed``, so the same data gives the same intervals.
     """
     spec = metric_spec(metric)
+    if metric in THROUGHPUT_METRICS:
+        raise UserError(f"--metric: {metric} compares throughput.csv rows (expected two runs or modes with "
+                        "scenario = \"throughput\")")
     stages = _stages(samples_a, samples_b, spec, stage, all_stages)
     keys = list(match_on) if match_on is not None else auto_match_keys(samples_a, samples_b)
     cases_a, cases_b = _cases(samples_a, keys), _cases(samples_b, keys)
@@ -424,7 +434,30 @@ def _notes(rows: list[CompareRow], spec: MetricSpec, metric: str, min_effect: fl
         notes.append("utilisation is shown next to latency, never instead of it: higher is not better "
                      "in itself, and no utilisation row counts as a regression")
     notes.extend(_same_path_note(cases_a, cases_b, common, a_label, b_label))
+    notes.extend(_hardware_notes(cases_a, cases_b, common, a_label, b_label))
     return notes
+
+
+def _hardware_notes(cases_a: dict, cases_b: dict, common: list[tuple], a_label: str, b_label: str) -> list[str]:
+    """A warning where the two sides of a matched case ran on different hardware (host or GPU
+    model): their difference is then partly the machines'. Sides without placement columns
+    (runs before schema 3) are not judged."""
+    differing = []
+    for key in common:
+        hw_a, hw_b = hardware_of(cases_a[key]), hardware_of(cases_b[key])
+        if hw_a and hw_b and hw_a != hw_b:
+            differing.append((float(cases_a[key]["clip_s"].iloc[0]), _hardware_text(hw_a), _hardware_text(hw_b)))
+    if not differing:
+        return []
+    clip_s, text_a, text_b = differing[0]
+    clips = ", ".join(sorted({f"{c:g} s" for c, _, _ in differing}))
+    return [f"warning: {a_label} and {b_label} ran on different hardware at {clips} "
+            f"(e.g. {text_a} vs {text_b}): part of any difference is the machines'; "
+            "fix: compare runs from the same host and GPU model (bench run --devices, or one Ray node type)"]
+
+
+def _hardware_text(hardware: set[tuple[str, str]]) -> str:
+    return " + ".join(f"{host}/{gpu or 'cpu'}" for host, gpu in sorted(hardware))
 
 
 def _method_note(metric: str, min_effect: float, seed: int) -> str:

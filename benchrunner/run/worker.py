@@ -16,6 +16,7 @@ import ctypes.util
 import os
 import resource
 import signal
+import socket
 import time
 import traceback
 from contextlib import nullcontext
@@ -56,6 +57,8 @@ class WorkerConfig:
     seed: int = 0                  # of the example clip the variant is built and first called on
     setup_call: bool = False       # a plain variant makes the set-up call too (when the suite compares variants)
 
+    stage_devices: tuple[tuple[str, str], ...] = ()  # the throughput scenario's placement
+
 
 def serve(conn, config: WorkerConfig) -> None:
     """Entry point of the worker process. It dies with its parent (no orphan keeps a GPU
@@ -71,8 +74,11 @@ def serve(conn, config: WorkerConfig) -> None:
     try:
         conn.send(("ready", worker.info()))
         while (message := conn.recv())[0] != "stop":
-            _, cases, next_refs = message
             try:
+                if message[0] == "level":
+                    worker.run_level(message[1], conn.send)
+                    continue
+                _, cases, next_refs = message
                 worker.run_group(cases, next_refs, conn.send)
             except WorkerMustEnd as exc:  # a broken CUDA context: end, the parent starts a fresh worker
                 conn.send(("worker_error", str(exc)))
@@ -104,6 +110,7 @@ class Worker:
         load_ms = (time.perf_counter() - started) * 1000.0
         self.pipeline, self.variant_build = self._apply_variant(config, load_ms)
         self.stages = self.pipeline.stage_names()
+        self.stage_device_list = self._place_stages(config)
         self.timer = make_stage_timer(self.device, config.timer)
         if self.device.startswith("cuda"):
             from ..measure.gpu import WorkerGpu
@@ -141,6 +148,27 @@ class Worker:
                                 "variant_file_bytes": report["file_bytes"], "variant_setup_ms": report["setup_ms"]}
         return self.pipeline, report
 
+    def _place_stages(self, config: WorkerConfig) -> list[str] | None:
+        """The throughput scenario's stage placement, checked and applied once at load (a bad
+        stage name or device is bad input before anything runs)."""
+        if not config.stage_devices:
+            return None
+        from .throughput.placement import place_modules, plan_devices
+
+        devices = plan_devices(self.stages, self.device, dict(config.stage_devices))
+        place_modules(self.pipeline.stages, devices, self.device)
+        return devices
+
+    def run_level(self, task, send) -> None:
+        """Measure one concurrency level of the throughput scenario; reply ``("level_done",
+        rows, samples, notes)``."""
+        from .throughput.level import measure_level
+
+        devices = self.stage_device_list or [self.device] * len(self.stages)
+        self._repeat_start_ms = self.sampler.now_ms() if self.sampler else 0.0  # the memory tracker's window
+        result = measure_level(self.pipeline, task, devices, self.memory, memory_limit)
+        send(("level_done", result.rows, result.samples, result.notes))
+
     def _sampler_backend(self):
         return self.gpu.sampler_backend() if self.gpu else CpuBackend()
 
@@ -155,10 +183,16 @@ class Worker:
         return {
             "pid": os.getpid(), "stages": self.stages, "pipeline_name": self.pipeline.name,
             "timer_source": self.timer.source, "util_source": self.sampler.util_source if self.sampler else "off",
-            "baseline_mem_bytes": self.memory.baseline_bytes(), "device": self.device,
+            "baseline_mem_bytes": self.memory.baseline_bytes(), **self.placement(),
             "device_index": self.gpu.index if self.gpu else None, "device_uuid": self.gpu.uuid if self.gpu else None,
             "variant_build": self.variant_build,
         }
+
+    def placement(self) -> dict[str, str]:
+        """Where this worker measures: the host and the GPU (samples.csv's host and gpu)."""
+        from ..measure.gpu import describe_gpu
+
+        return {"host": socket.gethostname(), "device": self.device, "gpu": describe_gpu(self.device)}
 
     def close(self) -> None:
         self.prefetcher.close()

@@ -22,8 +22,8 @@ import pandas as pd
 
 from ..errors import UserError
 
-SCHEMA_VERSION = 3  # 2: peak_mem_bytes absolute on both devices; growth columns added. 3: accuracy against a
-                    # reference variant, and the variant's size and set-up cost
+SCHEMA_VERSION = 4  # 2: peak_mem_bytes absolute on both devices; growth columns added. 3: host, gpu, worker.
+                    # 4: accuracy against a reference variant, and the variant's size and set-up cost
 TOTAL_STAGE = "total"
 # the values of the status column (benchrunner.run.failures classifies exceptions into them)
 OK, OOM, ERROR, TIMEOUT, CRASH = "ok", "oom", "error", "timeout", "crash"
@@ -37,8 +37,11 @@ SAMPLE_COLUMNS = [
     "util_mean_pct", "util_p95_pct", "util_samples", "util_source", "io_wait_ms", "chunks", "retries", "quality_snr_db",
     "quality_max_abs_err", "accuracy_reference", "accuracy_snr_db", "accuracy_max_abs_err",
     "accuracy_mean_abs_err", "accuracy_argmax_agree_pct", "accuracy_streams", "variant_backend", "variant_param_bytes",
-    "variant_file_bytes", "variant_setup_ms", "input", "device", "timer_source", "started_at",
+    "variant_file_bytes", "variant_setup_ms", "input", "device", "timer_source", "started_at", "host", "gpu",
+    "worker",
 ]
+# host, gpu, worker: where a row was measured: the machine, the GPU ("<name> (<uuid>)", blank on a
+# CPU worker) and the executor's worker that ran it ("w0", "w1", ...); filled by the driver (runner).
 SAMPLE_DTYPES = {
     "schema_version": "Int64", "repeat": "Int64", "chunks": "Int64", "retries": "Int64", "util_samples": "Int64",
     "threshold_s": "float64", "clip_s": "float64", "latency_ms": "float64", "peak_mem_bytes": "float64",
@@ -56,6 +59,21 @@ CASE_KEY = ["pipeline", "variant", "mode", "threshold_s", "clip_s"]
 def now_iso() -> str:
     """The time stamps of the run folder (samples.csv started_at, manifest.json, lock files): UTC, ms."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def gpu_model(gpu: Any) -> str:
+    """The model part of a ``gpu`` value ("NVIDIA A100-SXM4-80GB (GPU-<uuid>)" -> the name): what
+    makes two GPUs the same hardware for a comparison; blank for a CPU worker or an old run."""
+    return "" if gpu is None or gpu is pd.NA or (isinstance(gpu, float) and math.isnan(gpu)) \
+        else str(gpu).split(" (", 1)[0]
+
+
+def hardware_of(rows: pd.DataFrame) -> set[tuple[str, str]]:
+    """The (host, GPU model) pairs that measured ``rows``; empty when not recorded (before schema 3)."""
+    if "host" not in rows.columns or rows.empty:
+        return set()
+    found = {(str(h), gpu_model(g)) for h, g in zip(rows["host"].fillna(""), rows["gpu"])}
+    return {pair for pair in found if pair[0]}
 
 
 def _cell(value: Any) -> Any:
