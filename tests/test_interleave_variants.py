@@ -9,6 +9,7 @@ import pandas as pd
 
 from benchrunner.analysis.compare import compare
 from benchrunner.store.results import read_manifest, read_samples
+from benchrunner.run.executors import ExecutorSpec
 from benchrunner.run.runner import design_warnings, run_suite, variant_design
 from benchrunner.suite import load_suite
 
@@ -52,6 +53,34 @@ def test_variants_of_a_clip_length_alternate_rounds_in_their_own_live_workers(wr
     assert result.design == "paired" and any("design: paired" in note for note in result.notes)
     chunked = read_samples(run_dir).query("mode == 'chunked'")
     assert {"split", "merge"} <= set(chunked["stage"])
+
+
+def test_with_two_lanes_each_lane_runs_a_clip_lengths_variants_in_rounds_with_a_worker_per_variant(
+        write_suite, tmp_path):
+    """Issue 17's lanes take whole groups; with interleaved variants a group is every variant
+    of one clip length, so a lane keeps one live worker per variant and alternates rounds."""
+    suite = load_suite(write_suite(TWO_VARIANTS.format(interleave="true")))
+    run_dir = run_suite(suite, out_dir=tmp_path / "results", argv=["test"],
+                        executor=ExecutorSpec(workers=2)).run_dir
+    manifest = read_manifest(run_dir)
+    assert manifest["design"]["variants"] == "interleaved"
+    samples = read_samples(run_dir)
+    totals = samples.query("stage == 'total'")
+    assert (totals["status"] == "ok").all() and len(totals) == 2 * 2 * 2 * 3
+    for clip_s, rows in totals.groupby("clip_s"):
+        assert rows["worker"].nunique() == 1, clip_s  # the whole group (both variants) on one lane
+        assert (rows["host"] != "").all()
+        lane = rows["worker"].iloc[0]
+        pids = {w["pid"] for w in manifest["workers"] if w["worker"] == lane}
+        assert {w["variant"] for w in manifest["workers"] if w["worker"] == lane} == {"a", "b"}
+        assert len(pids) >= 2  # a live worker per variant on that lane
+        rows = rows.assign(t=pd.to_datetime(rows["started_at"])).sort_values("t")
+        assert list(rows["repeat"].astype(int)) == sorted(rows["repeat"].astype(int)), clip_s
+        firsts = [rows[rows["repeat"] == r]["variant"].iloc[0] for r in range(3)]
+        assert firsts == ["a", "b", "a"]
+    summary = manifest["worker_summary"]
+    assert sum(row["cases"] for row in summary) == 8
+    assert compare("a", "b", run=run_dir).design == "paired"
 
 
 def test_without_interleaving_variants_run_one_after_the_other_and_compare_unpaired(write_suite, tmp_path):

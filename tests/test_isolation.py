@@ -18,7 +18,7 @@ import pytest
 from benchrunner.run.cases import build_cases
 from benchrunner.run.executors.local import LocalWorker
 from benchrunner.run.worker import WorkerConfig
-from benchrunner.store.results import read_manifest, read_samples
+from benchrunner.store.results import HARNESS_STAGES, read_manifest, read_samples
 from benchrunner.suite import load_suite
 from conftest import bench_env
 
@@ -33,7 +33,13 @@ def only_run_dir(results: Path) -> Path:
 def expected_keys(suite_path: Path, run_dir: Path) -> set[tuple]:
     suite = load_suite(suite_path)
     cases, _ = build_cases(suite, run_id="x", device="cpu")
-    return {(c.case_id, r, s) for c in cases for r in range(suite.repeats) for s in TEST_STAGES}
+    return {(c.case_id, r, s) for c in cases for r in range(suite.repeats)
+            for s in TEST_STAGES + (list(HARNESS_STAGES) if _runs_chunked(c) else [])}
+
+
+def _runs_chunked(case) -> bool:
+    """A repeat that ran chunked also has the harness's split and merge rows (issue 14)."""
+    return case.mode.kind == "chunked" or (case.mode.kind == "hybrid" and case.clip_s > case.mode.threshold_s)
 
 
 def keys_of(run_dir: Path) -> list[tuple]:
