@@ -83,6 +83,32 @@ def test_with_two_lanes_each_lane_runs_a_clip_lengths_variants_in_rounds_with_a_
     assert compare("a", "b", run=run_dir).design == "paired"
 
 
+def test_on_a_remote_executor_variants_are_measured_one_after_the_other_with_a_warning(write_suite):
+    """A Ray lane reserves one worker's resources (e.g. a GPU): a live worker per variant would
+    not be placed, so variants run one after the other there, and the run says so."""
+    from benchrunner.run.cases import build_cases
+    from benchrunner.run.executors import Lane
+    from benchrunner.run.runner import _decide_variant_design, _WorkerSlot, case_groups
+
+    class RemoteExecutor:
+        kind = "ray"
+
+        def start_worker(self, lane, config, source):
+            raise AssertionError("the design needs no worker on the CPU")
+
+    suite = load_suite(write_suite(TWO_VARIANTS.format(interleave="true")))
+    cases, _ = build_cases(suite, run_id="x", device="cpu")
+    slot = _WorkerSlot(suite, RemoteExecutor(), Lane("w0", "cpu", {"num_cpus": 1}))
+    sibling = slot.sibling(Lane("w1", "cpu", {"num_cpus": 1}))
+    _decide_variant_design(slot, cases)
+    assert slot.design["variants"] == sibling.design["variants"] == "sequential"
+    assert all(len({c.variant for c in group}) == 1
+               for group in case_groups(cases, True, across_variants=slot.design["variants"] == "interleaved"))
+    (warning,) = design_warnings({"variants": "sequential", "variants_reason": slot.design["reason"]})
+    assert warning["code"] == "variants_sequential" and "ray executor" in warning["message"]
+    assert "local executor" in warning["fix"]
+
+
 def test_without_interleaving_variants_run_one_after_the_other_and_compare_unpaired(write_suite, tmp_path):
     run_dir = _run(write_suite, tmp_path, TWO_VARIANTS.format(interleave="false").replace("[2, 4]", "[2]"))
     manifest = read_manifest(run_dir)

@@ -620,6 +620,13 @@ def _decide_variant_design(slot: "_WorkerSlot", cases: list[Case]) -> None:
     variants = list(dict.fromkeys(case.variant for case in cases))
     if not cases or slot.design["variants"] != "one" or len(variants) <= 1:
         return
+    kind = getattr(slot.executor, "kind", "local")
+    if slot.suite.interleave and kind != "local":
+        slot.design.update(variants="sequential", reason=(
+            f"on the {kind} executor the {len(variants)} variants are measured one after the other: each lane "
+            f"reserves the resources of one worker, and one live worker per variant would need {len(variants)} x "
+            "those"))
+        return
     info = None
     device = slot.lane.device  # the first lane decides for all (their slots share the design)
     if device.startswith("cuda") and slot.suite.interleave:
@@ -764,9 +771,12 @@ def design_warnings(design: dict | None) -> list[dict]:
         return []
     found = []
     if design.get("variants") == "sequential" and design.get("variants_reason") != "interleave = false":
-        found.append({"code": "variants_sequential", "message": design.get("variants_reason", ""),
-                      "fix": "set memory_limit_gb so that one worker per variant fits on the device; until then "
-                             "compare variants run against run (unpaired statistics), or within noise"})
+        reason = design.get("variants_reason", "")
+        fix = ("run the variants on the local executor (one machine) for paired statistics"
+               if " executor " in reason else "set memory_limit_gb so that one worker per variant fits on the device")
+        found.append({"code": "variants_sequential", "message": reason,
+                      "fix": fix + "; until then compare variants run against run (unpaired statistics), or within "
+                                   "noise"})
     if design.get("input_loading") == "overlap":
         found.append({"code": "input_overlap", "message": "scenario: inputs were loaded by a prefetch thread during "
                       "the measured calls (input_loading = \"overlap\"); latencies include that contention",
