@@ -94,7 +94,10 @@ def register(main: click.Group) -> None:
 def _summary_lines(result) -> list[str]:
     from ..nightly.orchestrate import EXIT_CODES
 
-    lines = [f"nightly: {EXIT_CODES.get(result.exit_code, result.exit_code)} (exit {result.exit_code})"]
+    head = f"nightly: {EXIT_CODES.get(result.exit_code, result.exit_code)} (exit {result.exit_code})"
+    if result.alerts and result.exit_code != 1:
+        head += f"; also {len(result.alerts)} regression alert(s), recorded as a regression (see alert lines)"
+    lines = [head]
     lines += [f"  run: {result.run_dir}", f"  baseline: {result.baseline or 'none'}",
               f"  report: {result.report_dir or 'not written'}"]
     lines += [f"  problem: {p}" for p in result.problems]
