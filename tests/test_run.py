@@ -168,7 +168,7 @@ def test_cpu_utilisation_is_measured_for_every_repeat_even_short_ones(bench, wri
     assert totals["util_mean_pct"].between(0.4 * one_core_pct, 1.5 * one_core_pct).all(), totals["util_mean_pct"]
 
 
-def test_outputs_that_cannot_be_compared_leave_quality_blank_with_a_warning(bench, write_suite, tmp_path):
+def test_outputs_one_step_short_are_compared_on_their_common_steps(bench, write_suite, tmp_path):
     import json
 
     suite = write_suite("""
@@ -187,6 +187,8 @@ def test_outputs_that_cannot_be_compared_leave_quality_blank_with_a_warning(benc
     run_dir = run_dir_of(result.stdout)
     totals = read_samples(run_dir).query("stage == 'total'")
     assert set(totals["status"]) == {"ok"}
-    assert totals.query("mode == 'chunked'")["quality_snr_db"].isna().all()
+    # each call drops one sample: the single pass is one step shorter than the merged output,
+    # within the one-step tolerance (issue 12 A5), so quality is measured, not blanked
+    assert totals.query("mode == 'chunked'")["quality_snr_db"].notna().all()
     codes = [w["code"] for w in json.loads((run_dir / "manifest.json").read_text())["warnings"]]
-    assert "quality_unavailable" in codes
+    assert "quality_unavailable" not in codes

@@ -17,7 +17,7 @@ SUMMARY_COLUMNS = [
     "peak_mem_bytes", "peak_mem_growth_bytes", "peak_mem_reserved_bytes", "reserved_growth_bytes",
     "device_mem_bytes", "mem_source",
     "util_mean_pct", "util_p95_pct", "util_source", "io_wait_mean_ms", "chunks", "retries",
-    "quality_snr_db", "quality_max_abs_err", "device",
+    "quality_snr_db", "quality_max_abs_err", "device", "output_nonfinite",
 ]
 
 
@@ -71,7 +71,16 @@ def _total_figures(group: pd.DataFrame, ok: pd.DataFrame, mean_ms: float | None,
         "retries": int(group["retries"].fillna(0).sum()),
         "quality_snr_db": _median(ok["quality_snr_db"]),
         "quality_max_abs_err": _max(ok["quality_max_abs_err"]),
+        "output_nonfinite": _nonfinite(group),
     }
+
+
+def _nonfinite(group: pd.DataFrame) -> int | None:
+    """NaN/inf elements in the outputs, summed over repeats (blank for runs that did not count)."""
+    if "output_nonfinite" not in group:
+        return None
+    values = _values(group["output_nonfinite"])
+    return int(values.sum()) if len(values) else None
 
 
 def _values(series: pd.Series) -> pd.Series:

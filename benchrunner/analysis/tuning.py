@@ -211,11 +211,21 @@ def _threshold_row(c: _Candidate, clips: list[float], figures: dict[str, tuple],
             medians[clip_s] = float(ok.median())
     if failures:
         problems.insert(0, f"{failures} failure(s) ({_failure_kinds(c, clips)})")
+    nonfinite = _nonfinite_repeats(c, clips)
+    if nonfinite:
+        problems.insert(0, f"{nonfinite} repeat(s) with NaN/inf outputs")
     peak, snr = _peak_and_quality(c, clips, figures)
     problems += _bound_problems(peak, snr, budget_bytes, min_snr_db)
     total = sum(medians.values()) if len(medians) == len(clips) else None
     return ThresholdRow(c.threshold_s, total, failures, runs, peak, snr, not problems, "; ".join(problems),
                         _paths(c, clips), c.label)
+
+
+def _nonfinite_repeats(c: _Candidate, clips: list[float]) -> int:
+    """Repeats whose output held a NaN or inf (never eligible, whatever their latency)."""
+    counts = [pd.to_numeric(c.cases[clip_s].get("output_nonfinite"), errors="coerce") for clip_s in clips
+              if "output_nonfinite" in c.cases[clip_s]]
+    return int(sum((values.fillna(0) > 0).sum() for values in counts))
 
 
 def _failure_kinds(c: _Candidate, clips: list[float]) -> str:
@@ -410,7 +420,9 @@ def _model_notes(model: dict, longest: float | None, max_clip_s: float) -> list[
         notes.append(f"memory model: {longest:.1f} s is extrapolated beyond the longest measured single pass "
                      f"({max_clip_s:g} s)")
     if "rss" in (model["mem_source"] or ""):
-        notes.append("memory model: peaks are process RSS on CPU (they include the Python and torch baseline)")
+        notes.append("memory model: peaks are CPU RSS growth over each repeat's starting RSS (peak_mem_bytes = peak "
+                     "minus baseline_mem_bytes), so the Python and torch baseline is not included; add it "
+                     "(baseline_mem_bytes in samples.csv) for the process's whole footprint")
     failed = [c for c in model["single_failed_at_s"] if c <= longest]
     if failed:
         notes.append(f"memory model: single passes failed at {', '.join(f'{c:g}' for c in failed)} s although "

@@ -83,7 +83,7 @@ def _load_file_clip(path: Path, pipeline: Pipeline, seed: int) -> dict[str, torc
     import torch
 
     clip = pipeline.make_clip(duration_s, seed)
-    clip["audio"] = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0)
+    clip[pipeline.file_input] = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0)
     frames_path = path.with_suffix(".npy")
     if frames_path.exists():
         clip["frames"] = _load_frames(frames_path)

@@ -111,7 +111,7 @@ def _prepare(suite: Suite, slot: "_WorkerSlot", run_id: str, device: str, run_di
     to load is bad input, and leaves no folder behind that this run made."""
     try:
         cases, notes = build_cases(suite, run_id=run_id, device=device)
-        slot.get(cases[0])
+        _check_file_input(suite, slot.get(cases[0]).info)
     except UserError:
         if not any(p.name != ".lock" for p in run_dir.iterdir()):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -119,6 +119,13 @@ def _prepare(suite: Suite, slot: "_WorkerSlot", run_id: str, device: str, run_di
                 created_out_dir.rmdir()
         raise
     return cases, notes
+
+
+def _check_file_input(suite: Suite, info: dict) -> None:
+    """With ``inputs = "dir"``, the pipeline must have the stream the files' audio goes into."""
+    problem = info.get("file_input_problem")
+    if suite.inputs and problem:
+        raise UserError(f"{suite.path}: inputs: {problem}")
 
 
 def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None = None,
@@ -191,12 +198,32 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
         raise
     finally:
         manifest["workers"] = manifest.get("workers", []) + slot.workers
+        _record_worker_environment(manifest)
         manifest["baseline_drift"] = manifest.get("baseline_drift", []) + slot.drift
         manifest["sampler"] = slot.sampler
         _finish(files, manifest, status, emit)
     samples = read_samples(files.dir)
     failed = int(((samples["stage"] == "total") & (samples["status"] != "ok")).sum())
     return RunResult(manifest["run_id"], files.dir, status, len(cases), failed, manifest.get("warnings", []))
+
+
+def _record_worker_environment(manifest: dict) -> None:
+    """The environment's thread counts and plugin as the workers ran them (a plugin's import
+    may call torch.set_num_threads), not as the CLI process has them; the CLI's stay as
+    ``cli_num_threads`` / ``cli_num_interop_threads``."""
+    workers = [w for w in manifest.get("workers", []) if "torch_threads" in w]
+    torch_env = (manifest.get("environment") or {}).get("torch")
+    if not workers or not isinstance(torch_env, dict):
+        return
+    torch_env.setdefault("cli_num_threads", torch_env.get("num_threads"))
+    torch_env.setdefault("cli_num_interop_threads", torch_env.get("num_interop_threads"))
+    for key, field_name in (("intra_op", "num_threads"), ("inter_op", "num_interop_threads")):
+        values = sorted({w["torch_threads"][key] for w in workers})
+        torch_env[field_name] = values[0] if len(values) == 1 else ", ".join(map(str, values))
+    torch_env["threads_from"] = "workers, after the pipeline loaded"
+    plugins = [w["plugin"] for w in workers if w.get("plugin")]
+    if plugins:
+        manifest["environment"]["plugin"] = plugins[-1]
 
 
 class _WorkerSlot:

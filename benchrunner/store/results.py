@@ -32,7 +32,7 @@ SAMPLE_COLUMNS = [
     "executed_as", "repeat", "stage", "status", "error", "latency_ms", "peak_mem_bytes", "peak_mem_growth_bytes",
     "peak_mem_reserved_bytes", "reserved_growth_bytes", "device_mem_bytes", "baseline_mem_bytes", "mem_source",
     "util_mean_pct", "util_p95_pct", "util_samples", "util_source", "io_wait_ms", "chunks", "retries", "quality_snr_db",
-    "quality_max_abs_err", "input", "device", "timer_source", "started_at",
+    "quality_max_abs_err", "input", "device", "timer_source", "started_at", "output_nonfinite",
 ]
 SAMPLE_DTYPES = {
     "schema_version": "Int64", "repeat": "Int64", "chunks": "Int64", "retries": "Int64", "util_samples": "Int64",
@@ -40,9 +40,11 @@ SAMPLE_DTYPES = {
     "peak_mem_reserved_bytes": "float64", "device_mem_bytes": "float64", "peak_mem_growth_bytes": "float64",
     "reserved_growth_bytes": "float64", "baseline_mem_bytes": "float64",
     "util_mean_pct": "float64", "util_p95_pct": "float64", "io_wait_ms": "float64", "quality_snr_db": "float64",
-    "quality_max_abs_err": "float64",
+    "quality_max_abs_err": "float64", "output_nonfinite": "Int64",
 }
 TIMELINE_COLUMNS = ["case_id", "repeat", "t_ms", "metric", "value"]
+QUALITY_COLUMNS = ["case_id", "repeat", "stream", "snr_db", "max_abs_err", "nonfinite", "length_diff"]
+QUALITY_STREAMS_KEY = "quality_streams"  # a total row's per-stream quality, split off into quality.csv
 CASE_KEY = ["pipeline", "variant", "mode", "threshold_s", "clip_s"]
 
 
@@ -89,12 +91,16 @@ class RunFiles:
         self.timeline = self.dir / "timeline.csv"
         self.summary = self.dir / "summary.csv"
         self.manifest = self.dir / "manifest.json"
+        self.quality = self.dir / "quality.csv"
 
     def append_case(self, rows: list[Mapping[str, Any]], timeline: list[Mapping[str, Any]]) -> None:
-        """All rows of one case, written at once. The timeline goes first: a case counts as
-        done when its sample rows exist."""
+        """All rows of one case, written at once. The timeline and per-stream quality go
+        first: a case counts as done when its sample rows exist."""
+        rows, quality = split_quality_streams(rows)
         if timeline:
             _append_durably(self.timeline, _csv_text(timeline, TIMELINE_COLUMNS), TIMELINE_COLUMNS)
+        if quality:
+            _append_durably(self.quality, _csv_text(quality, QUALITY_COLUMNS), QUALITY_COLUMNS)
         _append_durably(self.samples, _csv_text(rows, SAMPLE_COLUMNS), SAMPLE_COLUMNS)
 
     def write_summary(self, frame: pd.DataFrame) -> None:
@@ -106,6 +112,25 @@ class RunFiles:
         tmp = self.manifest.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
         os.replace(tmp, self.manifest)
+
+
+def split_quality_streams(rows: list[Mapping[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """samples.csv rows without their per-stream quality, and that quality as quality.csv rows."""
+    plain, quality = [], []
+    for row in rows:
+        row = dict(row)
+        for stream in row.pop(QUALITY_STREAMS_KEY, None) or []:
+            quality.append({"case_id": row["case_id"], "repeat": row["repeat"], **stream})
+        plain.append(row)
+    return plain, quality
+
+
+def read_quality(run_dir: Path) -> pd.DataFrame:
+    """quality.csv: one row per chunked repeat x output stream (empty when nothing was compared)."""
+    path = Path(run_dir) / "quality.csv"
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=QUALITY_COLUMNS)
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
 def _rewrite(path: Path, text: str) -> None:
@@ -139,11 +164,10 @@ def _case_is_complete(rows: pd.DataFrame, repeats: int) -> bool:
 
 def repair_run(run_dir: Path, repeats: int) -> tuple[set[str], list[str]]:
     """Make a run folder consistent before resuming it: drop torn last lines, drop the rows of a
-    last case that was cut short, and drop timeline rows of cases without complete samples.
+    last case that was cut short, and drop timeline and quality rows of cases without complete samples.
     Returns the ids of the complete cases and one note per repair."""
     files = RunFiles(run_dir)
-    notes = [n for n in (_drop_torn_tail(files.samples, len(SAMPLE_COLUMNS)),
-                         _drop_torn_tail(files.timeline, len(TIMELINE_COLUMNS))) if n]
+    notes = [n for n in (_drop_torn_tail(files.samples, len(SAMPLE_COLUMNS)),) if n]
     samples = read_samples(run_dir)
     complete = set(samples["case_id"])
     if len(samples):
@@ -155,11 +179,14 @@ def repair_run(run_dir: Path, repeats: int) -> tuple[set[str], list[str]]:
                                                                                  SAMPLE_COLUMNS))
             notes.append(f"samples.csv: dropped {len(samples) - len(kept)} rows of case {last_case}, "
                          "cut short; it runs again")
-    timeline = read_timeline(run_dir)
-    if len(timeline) and not timeline["case_id"].isin(complete).all():
-        kept = timeline[timeline["case_id"].isin(complete)]
-        _rewrite(files.timeline, ",".join(TIMELINE_COLUMNS) + "\n" + _csv_text(kept.to_dict("records"),
-                                                                                TIMELINE_COLUMNS))
+    for path, columns, reader in ((files.timeline, TIMELINE_COLUMNS, read_timeline),
+                                  (files.quality, QUALITY_COLUMNS, read_quality)):
+        note = _drop_torn_tail(path, len(columns))
+        notes += [note] if note else []
+        frame = reader(run_dir)
+        if len(frame) and not frame["case_id"].isin(complete).all():
+            kept = frame[frame["case_id"].isin(complete)]
+            _rewrite(path, ",".join(columns) + "\n" + _csv_text(kept.to_dict("records"), columns))
     return complete, notes
 
 

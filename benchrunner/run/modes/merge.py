@@ -86,6 +86,7 @@ def _merge_stream(name: str, stream: Stream, pieces: list[tuple[ChunkRecord, dic
     view[axis] = -1
     for k, (chunk, output) in enumerate(pieces):
         out = _stream_of(output, name)
+        _check_chunk_length(name, out.shape[axis], rate, chunk, k, len(pieces), clip_s, overlap_s)
         start = round(context_span(chunk, clip_s, overlap_s)[0] * rate)
         length = min(out.shape[axis], total - start)
         positions = torch.arange(start, start + length, device=out.device)
@@ -93,6 +94,23 @@ def _merge_stream(name: str, stream: Stream, pieces: list[tuple[ChunkRecord, dic
         time_slice(acc, axis, start, start + length).add_(time_slice(out, axis, 0, length).double() * w.view(view))
         weight_sum[start:start + length] += w
     return (acc / weight_sum.clamp_min(1e-12).view(view)).to(first_out.dtype)
+
+
+LENGTH_TOLERANCE_STEPS = 1  # a model that emits ceil(N / hop) steps is one step long, not wrong
+
+
+class ChunkLengthError(ValueError):
+    """A chunk's output does not cover its span: merging it would zero-fill or cut real output."""
+
+
+def _check_chunk_length(name: str, steps: int, rate: float, chunk: ChunkRecord, k: int, count: int,
+                        clip_s: float, overlap_s: float) -> None:
+    span_start, span_end = context_span(chunk, clip_s, overlap_s)
+    expected = round(span_end * rate) - round(span_start * rate)
+    if abs(steps - expected) > LENGTH_TOLERANCE_STEPS:
+        raise ChunkLengthError(
+            f"chunk {k + 1}/{count} [{span_start:g}-{span_end:g} s with context]: output stream {name!r} has "
+            f"{steps} steps, expected {expected} (+-{LENGTH_TOLERANCE_STEPS}) at {rate:g} Hz")
 
 
 def _stream_of(output: dict, name: str) -> torch.Tensor:
