@@ -41,3 +41,124 @@ def test_a_stage_returning_a_non_dict_or_exiting_is_an_error_of_its_repeat(bench
     assert errors["interrupt"] == "post: KeyboardInterrupt"
     manifest = json.loads((run_dir_of(result.stdout) / "manifest.json").read_text())
     assert len(manifest["workers"]) == 4                                    # one per variant, none replaced
+
+
+# --- corrupt run folders (B13) ---------------------------------------------------------------
+
+CORRUPTIONS = {
+    "truncated manifest": ("manifest.json", lambda b: b[: len(b) // 2]),
+    "manifest {}": ("manifest.json", lambda b: b"{}"),
+    "manifest array": ("manifest.json", lambda b: b"[1, 2]"),
+    "random bytes appended": ("samples.csv", lambda b: b + bytes(np.random.default_rng(1).integers(0, 256, 300,
+                                                                                                 dtype=np.uint8))),
+    "extra column": ("samples.csv", lambda b: b"\n".join(line + (b",extra" if line else b"")
+                                                         for line in b.split(b"\n"))),
+    "no header": ("samples.csv", lambda b: b.split(b"\n", 1)[1]),
+    "non-numeric latency": ("samples.csv", lambda b: _replace_field(b, "latency_ms", "fast")),
+    "empty samples": ("samples.csv", lambda b: b""),
+    "missing samples": ("samples.csv", None),
+}
+# what each corruption says, in one line that names the file
+MESSAGES = {
+    "truncated manifest": "manifest.json: manifest: not valid JSON",
+    "manifest {}": "manifest.json: manifest: no 'run_id'",
+    "manifest array": "manifest.json: manifest: a JSON list",
+    "random bytes appended": "samples.csv: samples: ",
+    "extra column": "samples.csv: samples: line 1: unknown column 'extra'",
+    "no header": "samples.csv: samples: no header line",
+    "non-numeric latency": "samples.csv: samples: line 2: latency_ms: 'fast' is not a number",
+    "empty samples": "samples.csv: samples: ",
+    "missing samples": "samples.csv: samples: ",
+}
+
+
+def _replace_field(data: bytes, column: str, value: str) -> bytes:
+    lines = data.decode().split("\n")
+    header = lines[0].split(",")
+    for i in range(1, len(lines)):
+        fields = lines[i].split(",")
+        if len(fields) == len(header) and fields[header.index(column)]:
+            fields[header.index(column)] = value
+            lines[i] = ",".join(fields)
+            break
+    return "\n".join(lines).encode()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    import subprocess
+    import sys
+
+    from conftest import bench_env
+
+    folder = tmp_path_factory.mktemp("base")
+    (folder / "suite.toml").write_text("""
+name = "corruptible"
+pipeline_args = { scale = "tiny" }
+device = "cpu"
+clip_lengths_s = [3]
+modes = ["single", "chunked"]
+chunk = { window_s = 2, overlap_s = 0.5 }
+repeats = 2
+warmup = 0
+""")
+    done = subprocess.run([sys.executable, "-m", "benchrunner", "run", "suite.toml", "--out", "results",
+                           "--run-id", "base"], cwd=folder, env=bench_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    return folder / "results" / "base"
+
+
+def _commands(run: Path, out: Path) -> dict[str, tuple[str, ...]]:
+    return {
+        "resume": ("run", "--resume", str(run)),
+        "compare": ("compare", "single", "chunked", "--run", str(run)),
+        "report": ("report", str(run), "--md", "--research-log", "en", "--out", str(out)),
+        "tune-threshold": ("tune-threshold", str(run)),
+    }
+
+
+def test_the_uncorrupted_run_reads_in_every_command(bench, finished_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    for name, args in _commands(run, tmp_path / "report").items():
+        if name != "resume":
+            result = bench(*args)
+            assert result.returncode == 0, (name, result.stderr)
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_a_corrupt_run_folder_is_one_line_and_exit_2(bench, finished_run, tmp_path, corruption):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    name, damage = CORRUPTIONS[corruption]
+    if damage is None:
+        (run / name).unlink()
+    else:
+        (run / name).write_bytes(damage((run / name).read_bytes()))
+    for command, args in _commands(run, tmp_path / "report").items():
+        if command == "resume" and corruption in ("empty samples", "missing samples"):
+            continue  # a run interrupted before its first case has no rows: resuming it runs every case
+        result = bench(*args)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.stderr, (command, result.stderr)
+        assert MESSAGES[corruption] in lines[0], (command, lines[0])
+        assert str(run / name) in lines[0] or f"{run.name}/{name}" in lines[0], (command, lines[0])
+
+
+def test_a_torn_last_line_stays_a_note(bench, finished_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    data = (run / "samples.csv").read_bytes()
+    (run / "samples.csv").write_bytes(data + data.split(b"\n")[1][:40])  # half a row, no newline
+    assert bench("compare", "single", "chunked", "--run", str(run)).returncode == 0
+    resumed = bench("run", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "dropped a torn last line" in resumed.stderr

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import soundfile
 
-from benchrunner.store.results import read_quality, read_samples, read_summary
+from benchrunner.store.results import read_samples, read_summary
 from benchrunner.analysis.tuning import tune_run
 
 
@@ -68,6 +68,8 @@ def test_a_stream_one_step_longer_keeps_quality_per_stream(bench, write_suite, t
     chunked = read_samples(run_dir).query("stage == 'total' and mode == 'chunked'")
     assert set(chunked["status"]) == {"ok"}
     assert chunked["quality_snr_db"].notna().all()                      # not blanked by the 157 vs 156 frames
+    from benchrunner.store.results import read_quality
+
     quality = read_quality(run_dir)
     assert set(quality["stream"]) == {"audio", "vad"} and len(quality) == 4
     assert set(quality.loc[quality["stream"] == "vad", "length_diff"]) == {-1}

@@ -24,7 +24,7 @@ from ..measure.environment import capture_environment, diff_environments, enviro
 from ..measure.gpu import resolve_device as gpu_resolve_device
 from ..pipeline import check_factory_args, resolve_factory
 from ..store.locks import FileLock
-from ..store.results import (RunFiles, now_iso, read_manifest, read_samples, read_timeline, repair_run,
+from ..store.results import (RunFiles, manifest_field, now_iso, read_manifest, read_samples, read_timeline, repair_run,
                              samples_schema_matches)
 from ..suite import Suite, validate_suite
 from .cases import Case, build_cases
@@ -135,8 +135,10 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
     run_dir = _find_run_dir(run_ref, out_dir)
     with run_lock(run_dir).acquire(wait=wait):
         manifest = read_manifest(run_dir)
+        _check_manifest_fields(manifest, run_dir)
         stored = validate_suite(manifest["suite"]["as_loaded"], Path(manifest["suite"]["path"]))
         _check_resumable(manifest, stored, suite, force)
+        read_samples(run_dir)  # a corrupt samples.csv is named precisely before the schema check
         if not samples_schema_matches(run_dir):
             raise UserError(f"--resume {manifest['run_id']}: {run_dir / 'samples.csv'}: written with an older "
                             "column schema (expected the columns of this benchrunner; resume it with the "
@@ -155,6 +157,15 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
             emit("note", text=note)
         return _execute(stored, RunFiles(run_dir), manifest, todo, on_event, total=len(cases),
                         done=len(cases) - len(todo), slot=_WorkerSlot(stored))
+
+
+def _check_manifest_fields(manifest: dict, run_dir: Path) -> None:
+    """What resuming reads from the manifest must be there (one line naming the field if not)."""
+    for keys in (("suite", "as_loaded"), ("suite", "path"), ("suite", "device"), ("environment",)):
+        value = manifest_field(manifest, run_dir, *keys)
+        if keys[-1] in ("as_loaded", "environment") and not isinstance(value, dict):
+            raise UserError(f"{run_dir / 'manifest.json'}: manifest: {'.'.join(keys)} is a "
+                            f"{type(value).__name__} (expected an object written by bench run)")
 
 
 def _find_run_dir(run_ref: str, out_dir: Path | None) -> Path:

@@ -20,6 +20,8 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from ..errors import UserError
+
 SCHEMA_VERSION = 2  # 2: peak_mem_bytes absolute on both devices; growth columns added
 TOTAL_STAGE = "total"
 # the values of the status column (benchrunner.run.failures classifies exceptions into them)
@@ -143,7 +145,7 @@ def _drop_torn_tail(path: Path, n_columns: int) -> str | None:
     """Cut a last line that a power cut left without its newline or its fields."""
     if not path.exists() or path.stat().st_size == 0:
         return None
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path, path.stem)
     body = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
     records = list(csv.reader(io.StringIO(body)))
     if records and len(records[-1]) != n_columns:
@@ -167,6 +169,7 @@ def repair_run(run_dir: Path, repeats: int) -> tuple[set[str], list[str]]:
     last case that was cut short, and drop timeline and quality rows of cases without complete samples.
     Returns the ids of the complete cases and one note per repair."""
     files = RunFiles(run_dir)
+    read_samples(run_dir)  # a corrupt file is bad input before anything is rewritten
     notes = [n for n in (_drop_torn_tail(files.samples, len(SAMPLE_COLUMNS)),) if n]
     samples = read_samples(run_dir)
     complete = set(samples["case_id"])
@@ -191,13 +194,91 @@ def repair_run(run_dir: Path, repeats: int) -> tuple[set[str], list[str]]:
 
 
 def read_samples(run_dir: Path) -> pd.DataFrame:
-    """samples.csv as a DataFrame with typed columns; an empty frame when there is none."""
+    """samples.csv as a DataFrame with typed columns; an empty frame when there is none.
+    A file that is not what ``bench run`` writes (no or unknown header, a row of the wrong
+    width, a non-number in a numeric column, bytes that are not text) is bad input: one
+    :class:`UserError` naming the file, the line and what is wrong. A torn last line (a power
+    cut mid-write: no newline, a prefix of a row) is left out; ``frame.attrs["notes"]`` says so."""
     path = Path(run_dir) / "samples.csv"
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame({c: pd.Series(dtype=SAMPLE_DTYPES.get(c, "object")) for c in SAMPLE_COLUMNS})
-    frame = pd.read_csv(path, dtype={c: t for c, t in SAMPLE_DTYPES.items()}, keep_default_na=False,
-                        na_values={c: [""] for c in SAMPLE_DTYPES})
-    return upgrade_samples(frame)
+    text = _read_text(path, "samples")
+    header, body, notes = _split_checked(path, text, SAMPLE_COLUMNS)
+    frame = pd.read_csv(io.StringIO(",".join(header) + "\n" + body), dtype=str, keep_default_na=False)
+    frame = upgrade_samples(_typed(path, frame))
+    frame.attrs["notes"] = notes
+    return frame
+
+
+# absent from runs written before them: read as blank (see upgrade_samples)
+LATER_SAMPLE_COLUMNS = ("peak_mem_growth_bytes", "reserved_growth_bytes", "output_nonfinite")
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: {what}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: {what}: not UTF-8 text at byte {exc.start} (corrupted; expected the CSV "
+                        "bench run writes)") from None
+    if "\x00" in text:
+        raise UserError(f"{path}: {what}: NUL byte at character {text.index(chr(0))} (corrupted; expected the "
+                        "CSV bench run writes)")
+    return text
+
+
+def _split_checked(path: Path, text: str, columns: list[str]) -> tuple[list[str], str, list[str]]:
+    """The header (checked against ``columns``), the body without a torn last line, and notes."""
+    first, _, body = text.partition("\n")
+    header = next(csv.reader([first]), [])
+    if header and header[0].isdigit() and "schema_version" not in header:
+        raise UserError(f"{path}: samples: no header line (line 1 is a data row; expected the header "
+                        f"{','.join(columns[:3])},...)")
+    unknown = [c for c in header if c not in columns]
+    if unknown:
+        raise UserError(f"{path}: samples: line 1: unknown column {unknown[0]!r} (expected the columns of "
+                        f"schema {SCHEMA_VERSION}: {','.join(columns[:3])},...)")
+    missing = [c for c in columns if c not in header and c not in LATER_SAMPLE_COLUMNS]
+    if missing or len(set(header)) != len(header):
+        what = f"missing column {missing[0]!r}" if missing else "a column appears twice"
+        raise UserError(f"{path}: samples: line 1: {what} (expected the header bench run writes)")
+    notes = []
+    if body and not body.endswith("\n"):
+        cut = body.rfind("\n") + 1
+        torn = body[cut:]
+        fields = next(csv.reader([torn]), [])
+        if len(fields) > len(header) or not (fields and fields[0].isdigit()):
+            line = body.count("\n") + 2
+            raise UserError(f"{path}: samples: line {line}: not a row of samples.csv ({len(fields)} fields, "
+                            f"no newline; bytes appended to the file?)")
+        body = body[:cut]
+        notes.append(f"{path.name}: left out a torn last line ({len(torn)} bytes) left by an interrupted write")
+    for number, record in enumerate(csv.reader(io.StringIO(body)), start=2):
+        if len(record) != len(header):
+            raise UserError(f"{path}: samples: line {number}: {len(record)} fields, expected {len(header)} "
+                            "(a corrupted or hand-edited row)")
+    return header, body, notes
+
+
+def _typed(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Numeric columns as numbers (blank = missing); a non-number names its line and column."""
+    for column, dtype in SAMPLE_DTYPES.items():
+        if column not in frame:
+            frame[column] = pd.Series([pd.NA] * len(frame), dtype=dtype)
+            continue
+        raw = frame[column]
+        blank = raw == ""
+        numbers = pd.to_numeric(raw.where(~blank, None), errors="coerce")
+        bad = (numbers.isna() & ~blank) | (dtype == "Int64") & numbers.notna() & (numbers % 1 != 0)
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise UserError(f"{path}: samples: line {row + 2}: {column}: {raw.iloc[row]!r} is not "
+                            f"{'an integer' if dtype == 'Int64' else 'a number'}")
+        frame[column] = numbers.astype(dtype)
+    return frame
 
 
 _CPU_MEM_SOURCES = ("rss_hwm", "rss_sampled")
@@ -245,8 +326,45 @@ def read_timeline(run_dir: Path) -> pd.DataFrame:
 
 
 def read_summary(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(Path(run_dir) / "summary.csv", keep_default_na=False, na_values=[""])
+    path = Path(run_dir) / "summary.csv"
+    if not path.is_file():
+        raise UserError(f"{path}: summary: file not found (expected a run folder bench run finished or "
+                        "interrupted; bench run --resume writes it)")
+    try:
+        return pd.read_csv(io.StringIO(_read_text(path, "summary")), keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UserError(f"{path}: summary: not a CSV table ({str(exc).strip().splitlines()[0]})") from None
+
+
+MANIFEST_REQUIRED = ("run_id", "status")
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))
+    """manifest.json of ``run_dir``; missing, not JSON, not an object or without run_id and
+    status is bad input (one line naming the file)."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        raise UserError(f"{path}: manifest: file not found (expected a run folder made by `bench run`)")
+    text = _read_text(path, "manifest")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: manifest: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}; "
+                        "truncated?)") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: manifest: a JSON {type(data).__name__} (expected an object written by bench run)")
+    missing = [k for k in MANIFEST_REQUIRED if not isinstance(data.get(k), str)]
+    if missing:
+        raise UserError(f"{path}: manifest: no {missing[0]!r} (expected a manifest written by bench run)")
+    return data
+
+
+def manifest_field(manifest: dict[str, Any], run_dir: Path, *keys: str) -> Any:
+    """``manifest[k1][k2]...``; a missing or malformed field is bad input naming it."""
+    value: Any = manifest
+    for depth, key in enumerate(keys):
+        if not isinstance(value, dict) or key not in value:
+            raise UserError(f"{Path(run_dir) / 'manifest.json'}: manifest: no {'.'.join(keys[:depth + 1])!r} "
+                            "(expected a manifest written by bench run)")
+        value = value[key]
+    return value

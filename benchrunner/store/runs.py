@@ -76,13 +76,9 @@ def latest_run(results_dir: Path) -> Path:
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     """manifest.json of ``run_dir``; a missing or unreadable one is bad input."""
-    path = Path(run_dir) / MANIFEST
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: manifest: file not found (expected a run folder made by `bench run`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: manifest: not valid JSON ({exc})") from None
+    from .results import read_manifest as read_checked
+
+    return read_checked(run_dir)
 
 
 def load_run(ref: str | Path | None, results_dir: Path = Path("results")) -> RunData:
