@@ -33,3 +33,20 @@ class Interrupted(BenchError):
 
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.exit_code = 128 + signum
+
+
+class StorageError(BenchError):
+    """The file system failed us (read-only folder, disk full, a path that is a file or a
+    device): exit code 74 (EX_IOERR of sysexits.h), never 1, which means "regression"."""
+
+    exit_code = 74
+
+    def __init__(self, exc: OSError, run_id: str | None = None):
+        where = exc.filename if exc.filename is not None else "file system"
+        super().__init__(f"{where}: {exc.strerror or exc}")
+        self.run_id = run_id
+
+
+def storage_error(exc: OSError) -> StorageError:
+    """One line naming the path and the error for any OSError the core lets through."""
+    return exc if isinstance(exc, StorageError) else StorageError(exc)

@@ -162,3 +162,87 @@ def test_a_torn_last_line_stays_a_note(bench, finished_run, tmp_path):
     resumed = bench("run", "--resume", str(run))
     assert resumed.returncode == 0, resumed.stderr
     assert "dropped a torn last line" in resumed.stderr
+
+
+# --- file-system errors (B10) ---------------------------------------------------------------
+
+TINY = """
+name = "fs"
+pipeline = "testing_pipelines:build"
+device = "cpu"
+clip_lengths_s = [1]
+modes = ["single"]
+repeats = 1
+warmup = 0
+"""
+
+
+def _one_line_74(result, path_text: str, progress: bool = False) -> str:
+    assert result.returncode == 74, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    lines = lines[-1:] if progress else lines  # a run that got going printed its progress before
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert path_text in lines[0], lines[0]
+    return lines[0]
+
+
+def test_out_or_run_id_naming_a_file_is_one_line_and_exit_74(bench, tmp_path):
+    (tmp_path / "suite.toml").write_text(TINY)
+    (tmp_path / "a-file").write_text("not a folder")
+    line = _one_line_74(bench("run", "suite.toml", "--out", "a-file"), "a-file")
+    assert "Not a directory" in line
+    _one_line_74(bench("run", "suite.toml", "--out", "/dev/null"), "/dev/null")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "taken").write_text("a file where the run folder would go")
+    _one_line_74(bench("run", "suite.toml", "--out", "results", "--run-id", "taken"), "results/taken")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 4 MiB tmpfs (needs root and mount; skipped elsewhere)."""
+    import os
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and mount to make a small file system")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_disk_full_mid_run_ends_interrupted_without_temp_files_and_resumes(bench, tmp_path, small_disk):
+    import os
+
+    (tmp_path / "suite.toml").write_text(TINY.replace("clip_lengths_s = [1]", "clip_lengths_s = "
+                                                      + str(list(range(1, 41)))).replace("repeats = 1", "repeats = 4"))
+    # leave room for the reserve, the manifest and a few cases' rows, not for 40 cases
+    stat = os.statvfs(small_disk)
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - (1 << 20) - 96 * 1024))
+    result = bench("run", "suite.toml", "--out", str(small_disk / "results"), "--run-id", "full", timeout=600)
+    line = _one_line_74(result, str(small_disk / "results" / "full"), progress=True)
+    assert "No space left on device" in line and "bench run --resume full" in line
+    run = small_disk / "results" / "full"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert sorted(p.name for p in run.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".space")) == []
+    done_before = read_samples(run).query("stage == 'total'")["case_id"].nunique()
+    assert 0 < done_before < 40
+    filler.unlink()
+    resumed = bench("run", "--resume", str(run), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    keys = read_samples(run)[["case_id", "repeat", "stage"]]
+    assert not keys.duplicated().any() and keys["case_id"].nunique() == 40
+    assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
+
+
+def test_a_read_only_results_folder_is_one_line_and_exit_74(bench, tmp_path, small_disk):
+    import subprocess
+
+    (tmp_path / "suite.toml").write_text(TINY)
+    (small_disk / "results").mkdir()
+    assert subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True).returncode == 0
+    line = _one_line_74(bench("run", "suite.toml", "--out", str(small_disk / "results")), str(small_disk))
+    assert "Read-only file system" in line

@@ -1,6 +1,6 @@
 """Shared by the command modules: errors to exit codes, --set parsing, the run options,
 signals. Exit codes: 0 ok, 1 regression or budget breach, 2 bad input, 3 locked, 4 notification
-failed, 130/143 interrupted."""
+failed, 74 file-system error (read-only, disk full, a path that is a file), 130/143 interrupted."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from functools import wraps
 
 import click
 
-from ..errors import BenchError, Interrupted, UserError
+from ..errors import BenchError, Interrupted, StorageError, UserError
 
 
 def fail_cleanly(fn):
@@ -27,9 +27,19 @@ def fail_cleanly(fn):
             hint = f"; run {run_id} marked interrupted, finish it with: bench run --resume {run_id}" if run_id else ""
             click.echo(f"bench: {exc}{hint}", err=True)
             sys.exit(exc.exit_code)
+        except StorageError as exc:
+            run_id = getattr(exc, "run_id", None)
+            hint = (f"; run {run_id} marked interrupted, make room or fix the folder, then finish it with: "
+                    f"bench run --resume {run_id}") if run_id else ""
+            click.echo(f"bench: error: {exc}{hint}", err=True)
+            sys.exit(exc.exit_code)
         except BenchError as exc:
             click.echo(f"bench: error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # a file-system error the core did not expect: one line, exit 74
+            error = StorageError(exc)
+            click.echo(f"bench: error: {error}", err=True)
+            sys.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("bench: interrupted", err=True)
             sys.exit(130)

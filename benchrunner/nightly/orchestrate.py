@@ -31,7 +31,8 @@ EXIT_OK, EXIT_REGRESSION, EXIT_NOTIFY, EXIT_RUN, EXIT_REPORT, EXIT_HISTORY = 0, 
 EXIT_CODES = {
     0: "all well", 1: "regression, budget breach or change point", 2: "bad input", 3: "locked: another nightly runs",
     4: "Slack failed (report on disk)", 5: "the benchmark run did not finish", 6: "the report failed",
-    7: "the history store failed", 130: "interrupted (SIGINT)", 143: "interrupted (SIGTERM)",
+    7: "the history store failed", 74: "file-system error", 130: "interrupted (SIGINT)",
+    143: "interrupted (SIGTERM)",
 }
 RECENT_NIGHTS = 7  # a change point older than this is history, not news
 

@@ -19,7 +19,7 @@ from .. import __version__
 from ..analysis.summary import summarise
 from ..analysis.warnings import (device_memory_warnings, gpu_run_warnings, other_process_warnings, quality_warnings,
                                  run_warnings, sampler_warnings)
-from ..errors import Interrupted, UserError
+from ..errors import Interrupted, StorageError, UserError
 from ..measure.environment import capture_environment, diff_environments, environment_warnings, source_commits
 from ..measure.gpu import resolve_device as gpu_resolve_device
 from ..pipeline import check_factory_args, resolve_factory
@@ -198,6 +198,7 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
              *, slot: "_WorkerSlot", total: int | None = None, done: int = 0) -> RunResult:
     emit = on_event or (lambda *a, **k: None)
     files.write_manifest(manifest)
+    files.reserve_space()
     emit("start", run_id=manifest["run_id"], run_dir=files.dir, total=total or len(cases), done=done,
          device=manifest["suite"]["device"], notes=manifest.get("notes", []))
     status = "interrupted"
@@ -207,6 +208,8 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
     except Interrupted as exc:
         exc.run_id = manifest["run_id"]
         raise
+    except OSError as exc:  # disk full, folder gone read-only: the run ends interrupted, resumable
+        raise StorageError(exc, run_id=manifest["run_id"]) from None
     finally:
         manifest["workers"] = manifest.get("workers", []) + slot.workers
         _record_worker_environment(manifest)
@@ -403,9 +406,15 @@ def _sampler_warnings(manifest: dict) -> list:
 
 
 def _finish(files: RunFiles, manifest: dict, status: str, emit: EventHandler) -> None:
-    samples = read_samples(files.dir)
-    summary = summarise(samples)
-    files.write_summary(summary)
+    """summary.csv and the manifest's final status. The disk held since the start is released
+    first, so both still fit when the disk filled up; a summary that cannot be written is a
+    note (resume writes it), the status is what must reach the disk."""
+    files.release_space()
+    summary = summarise(read_samples(files.dir))
+    try:
+        files.write_summary(summary)
+    except OSError as exc:
+        manifest.setdefault("notes", []).append(f"summary.csv not written: {exc.strerror or exc}")
     found = run_warnings(summary) + gpu_run_warnings(read_timeline(files.dir)) + _sampler_warnings(manifest)
     manifest["warnings"] = manifest.get("environment_warnings", []) + [w.__dict__ for w in found]
     manifest.update(status=status, ended_at=now_iso())

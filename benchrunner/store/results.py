@@ -48,6 +48,7 @@ TIMELINE_COLUMNS = ["case_id", "repeat", "t_ms", "metric", "value"]
 QUALITY_COLUMNS = ["case_id", "repeat", "stream", "snr_db", "max_abs_err", "nonfinite", "length_diff"]
 QUALITY_STREAMS_KEY = "quality_streams"  # a total row's per-stream quality, split off into quality.csv
 CASE_KEY = ["pipeline", "variant", "mode", "threshold_s", "clip_s"]
+RESERVE_BYTES = 1 << 20  # disk held during a run for its final summary and manifest
 
 
 def now_iso() -> str:
@@ -76,12 +77,19 @@ def _csv_text(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
 def _append_durably(path: Path, text: str, columns: list[str]) -> None:
     """Append ``text`` with one write, then flush and fsync: a kill leaves whole cases only
     (a power cut may tear the last line; readers drop a torn line)."""
-    new = not path.exists() or path.stat().st_size == 0
-    payload = (",".join(columns) + "\n" if new else "") + text
-    with open(path, "a", encoding="utf-8", newline="") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
+    size = path.stat().st_size if path.exists() else 0
+    payload = ((",".join(columns) + "\n" if size == 0 else "") + text).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:  # disk full mid-write: take back the part written, so no torn case stays
+        os.ftruncate(fd, size)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    finally:
+        os.close(fd)
 
 
 class RunFiles:
@@ -106,14 +114,29 @@ class RunFiles:
         _append_durably(self.samples, _csv_text(rows, SAMPLE_COLUMNS), SAMPLE_COLUMNS)
 
     def write_summary(self, frame: pd.DataFrame) -> None:
-        tmp = self.summary.with_suffix(".csv.tmp")
-        frame.to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, self.summary)
+        _replace_atomically(self.summary, frame.to_csv(index=False, float_format="%.6g"))
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
-        tmp = self.manifest.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, self.manifest)
+        _replace_atomically(self.manifest, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+
+    @property
+    def reserve(self) -> Path:
+        return self.dir / ".space-reserve"
+
+    def reserve_space(self, n_bytes: int = RESERVE_BYTES) -> None:
+        """Hold ``n_bytes`` of disk while the run writes, so that when the disk fills up mid-run
+        the final summary and manifest (status interrupted) still fit: see :meth:`release_space`."""
+        try:
+            with open(self.reserve, "wb") as f:
+                f.write(b"\0" * n_bytes)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            self.release_space()
+            raise
+
+    def release_space(self) -> None:
+        self.reserve.unlink(missing_ok=True)
 
 
 def split_quality_streams(rows: list[Mapping[str, Any]]) -> tuple[list[dict], list[dict]]:
@@ -135,10 +158,19 @@ def read_quality(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
-def _rewrite(path: Path, text: str) -> None:
+def _replace_atomically(path: Path, text: str) -> None:
+    """Write ``path.tmp`` then rename it over ``path``; a failed write leaves no temporary file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, exc.filename or str(path)) from None
+
+
+def _rewrite(path: Path, text: str) -> None:
+    _replace_atomically(path, text)
 
 
 def _drop_torn_tail(path: Path, n_columns: int) -> str | None:
