@@ -246,3 +246,69 @@ def test_a_read_only_results_folder_is_one_line_and_exit_74(bench, tmp_path, sma
     assert subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True).returncode == 0
     line = _one_line_74(bench("run", "suite.toml", "--out", str(small_disk / "results")), str(small_disk))
     assert "Read-only file system" in line
+
+
+# --- two SIGINTs at the end of a run (B12) ----------------------------------------------------
+
+def _interrupt_twice_at_the_end(tmp_path, monkeypatch, handlers):
+    import os
+    import signal
+    import time
+
+    import benchrunner.run.runner as runner
+    from benchrunner.errors import Interrupted
+    from benchrunner.suite import load_suite
+
+    suite_path = tmp_path / "suite.toml"
+    suite_path.write_text(TINY.replace("clip_lengths_s = [1]", "clip_lengths_s = [1, 2]"))
+    suite = load_suite(suite_path)
+    real_summarise = runner.summarise
+
+    def second_sigint_while_summarising(samples):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        return real_summarise(samples)
+
+    monkeypatch.setattr(runner, "summarise", second_sigint_while_summarising)
+
+    def first_sigint_after_the_last_case(kind, **event):
+        if kind == "case_end" and event["index"] + 1 == event["total"]:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+
+    with handlers(), pytest.raises(Interrupted) as caught:
+        runner.run_suite(suite, out_dir=tmp_path / "results", run_id="twice", on_event=first_sigint_after_the_last_case)
+    return caught.value, tmp_path / "results" / "twice"
+
+
+def test_two_sigints_at_the_end_leave_the_run_interrupted_with_summaries_and_the_hint(tmp_path, monkeypatch):
+    from benchrunner.cli.common import signals_raise_interrupted as _signals_raise_interrupted
+
+    exc, run = _interrupt_twice_at_the_end(tmp_path, monkeypatch, _signals_raise_interrupted)
+    assert exc.exit_code == 130 and exc.run_id == "twice"       # the CLI prints the resume hint from it
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    assert (run / "summary.csv").is_file()
+
+
+def test_the_runner_holds_signals_while_it_writes_the_final_files(tmp_path, monkeypatch):
+    """Even under a handler that raises on every signal (not only the CLI's), the summary and
+    the final status are written."""
+    import signal
+    from contextlib import contextmanager
+
+    from benchrunner.errors import Interrupted
+
+    @contextmanager
+    def raise_every_time():
+        def handler(signum, _frame):
+            raise Interrupted(signum)
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    exc, run = _interrupt_twice_at_the_end(tmp_path, monkeypatch, raise_every_time)
+    assert exc.run_id == "twice"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    assert (run / "summary.csv").is_file()

@@ -84,8 +84,16 @@ def suite_overrides(lengths, modes, repeats, warmup, device, timeout, memory_lim
 @contextmanager
 def signals_raise_interrupted():
     """SIGTERM (and SIGINT) raise :class:`Interrupted` in the main thread, so the runner's
-    cleanup runs and the exit code says which signal it was."""
+    cleanup runs and the exit code says which signal it was. Only the first signal raises:
+    one that follows while that cleanup runs (a double Ctrl-C) is ignored, so the cleanup
+    finishes (the run ends interrupted, with its summaries and the resume hint); SIGKILL
+    remains for a cleanup that hangs."""
+    raised: list[int] = []
+
     def handler(signum, _frame):
+        if raised:
+            return
+        raised.append(signum)
         raise Interrupted(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -211,11 +214,12 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
     except OSError as exc:  # disk full, folder gone read-only: the run ends interrupted, resumable
         raise StorageError(exc, run_id=manifest["run_id"]) from None
     finally:
-        manifest["workers"] = manifest.get("workers", []) + slot.workers
-        _record_worker_environment(manifest)
-        manifest["baseline_drift"] = manifest.get("baseline_drift", []) + slot.drift
-        manifest["sampler"] = slot.sampler
-        _finish(files, manifest, status, emit)
+        with signals_deferred(raise_after=status == "finished"):
+            manifest["workers"] = manifest.get("workers", []) + slot.workers
+            _record_worker_environment(manifest)
+            manifest["baseline_drift"] = manifest.get("baseline_drift", []) + slot.drift
+            manifest["sampler"] = slot.sampler
+            _finish(files, manifest, status, emit)
     samples = read_samples(files.dir)
     failed = int(((samples["stage"] == "total") & (samples["status"] != "ok")).sum())
     return RunResult(manifest["run_id"], files.dir, status, len(cases), failed, manifest.get("warnings", []))
@@ -238,6 +242,27 @@ def _record_worker_environment(manifest: dict) -> None:
     plugins = [w["plugin"] for w in workers if w.get("plugin")]
     if plugins:
         manifest["environment"]["plugin"] = plugins[-1]
+
+
+@contextmanager
+def signals_deferred(*, raise_after: bool):
+    """SIGINT and SIGTERM wait while the run writes its summary and final manifest: a second
+    Ctrl-C close after the first must not leave the manifest ``running`` without a summary.
+    A signal held here is raised afterwards only when no interruption is already under way
+    (``raise_after``: the run had finished). Main thread only (where Python runs handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: held.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if held and raise_after:
+        raise Interrupted(held[0])
 
 
 class _WorkerSlot:
