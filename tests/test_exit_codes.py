@@ -312,3 +312,68 @@ def test_the_runner_holds_signals_while_it_writes_the_final_files(tmp_path, monk
     assert exc.run_id == "twice"
     assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
     assert (run / "summary.csv").is_file()
+
+
+# --- input files (B15) -------------------------------------------------------------------------
+
+INPUTS_SUITE = """
+name = "files"
+pipeline = "testing_pipelines:build"
+device = "cpu"
+clip_lengths_s = [5]
+modes = ["single"]
+inputs = "clips"
+repeats = 2
+warmup = 0
+"""
+
+
+def _audio(path: Path, seconds: float, rate: int = 16000) -> None:
+    data = (np.random.default_rng(0).standard_normal(int(seconds * rate)) * 0.1).astype(np.float32)
+    soundfile.write(str(path), data, rate)
+
+
+@pytest.mark.parametrize("bad", ["corrupt", "empty", "text"])
+def test_an_unreadable_input_file_is_one_line_exit_2_before_any_case_and_leaves_no_folder(bench, tmp_path, bad):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    _audio(clips / "good.wav", 5.0)
+    target = clips / "bad.wav"
+    if bad == "corrupt":
+        target.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4)
+    elif bad == "empty":
+        target.write_bytes(b"")
+    else:
+        target.write_text("this is not audio\n")
+    (tmp_path / "suite.toml").write_text(INPUTS_SUITE)
+    result = bench("run", "suite.toml", "--out", "results")
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "clips/bad.wav: inputs: cannot read it as audio" in line and "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_file_failing_mid_run_is_an_input_failure_kept_apart_and_misfits_are_noted(bench, tmp_path):
+    from benchrunner.store.results import read_summary
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    _audio(clips / "a-good.wav", 5.0)
+    _audio(clips / "b-torn.flac", 5.0)
+    data = (clips / "b-torn.flac").read_bytes()
+    (clips / "b-torn.flac").write_bytes(data[: len(data) // 2])   # header intact, body cut: "lost sync"
+    _audio(clips / "long.wav", 100.0, rate=8000)
+    soundfile.write(str(clips / "silent.wav"), np.zeros(0, dtype=np.float32), 16000)  # 0 frames
+    (tmp_path / "suite.toml").write_text(INPUTS_SUITE)
+    result = bench("run", "suite.toml", "--out", "results")
+    assert result.returncode == 0, result.stderr
+    assert "left out: long.wav (100 s), silent.wav (0 s)" in result.stderr
+    run = run_dir_of(result.stdout)
+    run = run if run.is_absolute() else tmp_path / run
+    totals = read_samples(run).query("stage == 'total'")
+    by_input = dict(zip(totals["input"], totals["status"]))
+    assert by_input == {"a-good.wav": "ok", "b-torn.flac": "input_error"}
+    error = totals.loc[totals["input"] == "b-torn.flac", "error"].iloc[0]
+    assert error.startswith("input b-torn.flac: ") and "lost sync" in error
+    summary = read_summary(run).query("stage == 'total'").iloc[0]
+    assert summary["n_input_error"] == 1 and summary["failures"] == 0 and summary["failure_rate"] == 0.0

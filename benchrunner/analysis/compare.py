@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..modespec import MODE_TEXT
-from ..store.results import CASE_KEY, OK, TOTAL_STAGE
+from ..store.results import CASE_KEY, INPUT_ERROR, OK, TOTAL_STAGE
 from ..store.runs import RunData, is_run_ref, load_run
 from . import stats
 
@@ -352,7 +352,7 @@ def _ok_values(case: pd.DataFrame, column: str, stage: str) -> np.ndarray:
 
 
 def _failure_counts(case: pd.DataFrame) -> tuple[int, int]:
-    totals = case[case["stage"] == TOTAL_STAGE]
+    totals = case[(case["stage"] == TOTAL_STAGE) & (case["status"] != INPUT_ERROR)]  # unreadable inputs apart
     return int((totals["status"] != OK).sum()), int(len(totals))
 
 

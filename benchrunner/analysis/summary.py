@@ -6,12 +6,12 @@ import math
 
 import pandas as pd
 
-from ..store.results import CASE_KEY, FAILURE_KINDS, OK, TOTAL_STAGE
+from ..store.results import CASE_KEY, FAILURE_KINDS, INPUT_ERROR, OK, TOTAL_STAGE, pipeline_failed
 from .stats import describe
 
 SUMMARY_COLUMNS = [
     "run_id", "case_id", "suite", "pipeline", "variant", "mode", "threshold_s", "clip_s", "stage", "executed_as",
-    "n", "n_total", "failures", "failure_rate", *[f"n_{kind}" for kind in FAILURE_KINDS],
+    "n", "n_total", "failures", "failure_rate", *[f"n_{kind}" for kind in FAILURE_KINDS], "n_input_error",
     "latency_p10_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms",
     "latency_min_ms", "latency_max_ms", "latency_cv", "throughput_clips_per_s", "rtf",
     "peak_mem_bytes", "peak_mem_growth_bytes", "peak_mem_reserved_bytes", "reserved_growth_bytes",
@@ -40,9 +40,7 @@ def _summarise_group(group: pd.DataFrame) -> dict:
     row = {k: first[k] for k in ("run_id", "case_id", "suite", *CASE_KEY, "stage", "device")}
     row.update(
         executed_as=_join(ok["executed_as"]), n=latency.n, n_total=len(group),
-        failures=int((group["status"] != OK).sum()),
-        failure_rate=float((group["status"] != OK).mean()),
-        **{f"n_{kind}": int((group["status"] == kind).sum()) for kind in FAILURE_KINDS},
+        **_failure_figures(group["status"]),
         latency_p10_ms=latency.p10, latency_p50_ms=latency.p50, latency_p90_ms=latency.p90,
         latency_p99_ms=latency.p99, latency_mean_ms=latency.mean, latency_std_ms=latency.std,
         latency_min_ms=latency.minimum, latency_max_ms=latency.maximum, latency_cv=latency.cv,
@@ -50,6 +48,16 @@ def _summarise_group(group: pd.DataFrame) -> dict:
     if is_total:
         row.update(_total_figures(group, ok, latency.mean, latency.p50, float(first["clip_s"])))
     return row
+
+
+def _failure_figures(status: pd.Series) -> dict:
+    """The pipeline's failures by kind, and its failure rate over the repeats whose input
+    loaded: a file that could not be read (input_error) is counted apart, not as the pipeline's."""
+    failed = status.map(pipeline_failed)
+    loaded = int((status != INPUT_ERROR).sum())
+    return {"failures": int(failed.sum()), "failure_rate": float(failed.sum() / loaded) if loaded else None,
+            **{f"n_{kind}": int((status == kind).sum()) for kind in FAILURE_KINDS},
+            "n_input_error": int((status == INPUT_ERROR).sum())}
 
 
 def _total_figures(group: pd.DataFrame, ok: pd.DataFrame, mean_ms: float | None, p50_ms: float | None,

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..store.results import OK, TOTAL_STAGE
+from ..store.results import INPUT_ERROR, OK, TOTAL_STAGE, pipeline_failed
 from . import stats
 
 GIB = 2.0**30
@@ -201,8 +201,8 @@ def _threshold_row(c: _Candidate, clips: list[float], figures: dict[str, tuple],
     for clip_s in clips:
         rows = c.cases[clip_s]
         ok = pd.to_numeric(rows.loc[rows["status"] == OK, "latency_ms"], errors="coerce").dropna()
-        failures += int((rows["status"] != OK).sum())
-        runs += len(rows)
+        failures += int(rows["status"].map(pipeline_failed).sum())  # an unreadable input is not the mode's
+        runs += int((rows["status"] != INPUT_ERROR).sum())
         if rows.empty:
             problems.append(f"not run at {clip_s:g} s")
         elif ok.empty:

@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import UserError
 from ..modespec import ModeSpec
 from ..suite import ChunkConfig, Suite
-from .inputs import InputRef, bucket_inputs
+from .inputs import InputRef, bucket_inputs_noted
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,10 @@ def build_cases(suite: Suite, *, run_id: str, device: str) -> tuple[list[Case], 
     """All cases in run order (variant, then clip length, then mode as listed: single first
     when listed, so its output can serve as the quality reference), and notes on cases
     left out (a clip-length bucket with no input files)."""
-    buckets = bucket_inputs(suite.inputs, suite.clip_lengths_s) if suite.inputs else None
+    buckets, notes = bucket_inputs_noted(suite.inputs, suite.clip_lengths_s) if suite.inputs else (None, [])
     has_chunking = any(m.kind != "single" for m in suite.modes)
     limit = int(suite.memory_limit_gb * 2**30) if suite.memory_limit_gb else None
-    cases, notes = [], []
+    cases = []
     for variant in suite.variants:
         for clip_s in suite.clip_lengths_s:
             refs = tuple(buckets[clip_s]) if buckets is not None else (InputRef(clip_s=clip_s, seed=suite.seed),)

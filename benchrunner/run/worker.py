@@ -30,7 +30,7 @@ from ..measure.memory import CpuMemoryTracker, CudaMemoryTracker, read_status_by
 from ..measure.sampler import SOURCE_CPU, UTIL_METRIC, CpuBackend, CpuTimeWindow, Sampler
 from ..measure.timing import make_stage_timer, synchronize
 from ..pipeline import Pipeline, load_pipeline
-from ..store.results import now_iso
+from ..store.results import INPUT_ERROR, now_iso
 from .cases import Case
 from .failures import WorkerMustEnd, classify_exception, describe_exception, free_memory, is_sticky_cuda_error
 from .inputs import InputRef, Prefetcher
@@ -217,7 +217,7 @@ class Worker:
         m = RepeatMeasurement(repeat=repeat, io_wait_ms=io_wait_ms, input=ref.label, started_at=now_iso(),
                               timer_source=self.timer.source)
         if isinstance(clip, BaseException):
-            m.status, m.error = "error", f"input {ref.label}: {describe_exception(clip)}"
+            m.status, m.error = INPUT_ERROR, f"input {ref.label}: {describe_exception(clip)}"
             return m, (0.0, 0.0)
         result, failure, window = self._timed_call(case, chunked, clip)
         if failure is not None and self._sticky_error:

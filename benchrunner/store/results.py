@@ -26,8 +26,14 @@ SCHEMA_VERSION = 2  # 2: peak_mem_bytes absolute on both devices; growth columns
 TOTAL_STAGE = "total"
 # the values of the status column (benchrunner.run.failures classifies exceptions into them)
 OK, OOM, ERROR, TIMEOUT, CRASH = "ok", "oom", "error", "timeout", "crash"
-STATUSES = (OK, OOM, ERROR, TIMEOUT, CRASH)
-FAILURE_KINDS = (OOM, ERROR, TIMEOUT, CRASH)
+INPUT_ERROR = "input_error"  # the input file failed to load: not the pipeline's failure
+STATUSES = (OK, OOM, ERROR, TIMEOUT, CRASH, INPUT_ERROR)
+FAILURE_KINDS = (OOM, ERROR, TIMEOUT, CRASH)  # the pipeline's failures (failure_rate counts these)
+
+
+def pipeline_failed(status) -> bool:
+    """A repeat the pipeline failed (not ok, and not an input that could not be read)."""
+    return status != OK and status != INPUT_ERROR
 
 SAMPLE_COLUMNS = [
     "schema_version", "run_id", "case_id", "suite", "pipeline", "variant", "mode", "threshold_s", "clip_s",
