@@ -406,7 +406,7 @@ def record_folders(history: History, suite: str, paths) -> int:
 def _suite_of(folder: Path) -> str | None:
     try:
         return (read_manifest(folder).get("suite") or {}).get("name")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, UserError):  # a corrupt folder is not one of the suite
         return None
 
 
