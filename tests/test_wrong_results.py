@@ -158,11 +158,13 @@ def test_progress_median_is_summary_csv_p50():
     assert p50 == 250.0 and "median 250.0 ms" in line
 
 
-def test_tune_threshold_says_cpu_peaks_are_deltas_over_the_baseline():
+def test_tune_threshold_says_what_cpu_peaks_hold():
+    """The model is fit on peak_mem_bytes, which since schema 2 is the absolute RSS (baseline
+    included, as the README defines it): the note must say so, and name the growth column."""
     from benchrunner.analysis.tuning import GIB, _model_notes
 
     notes = _model_notes({"gpu_memory_bytes": 8 * GIB, "safety_margin": 0.1, "mem_source": "rss_hwm",
                           "single_failed_at_s": []}, 30.0, 40.0)
     text = " ".join(notes)
-    assert "include the Python and torch baseline" not in text
-    assert "baseline is not included" in text and "baseline_mem_bytes" in text
+    assert "absolute RSS" in text and "include the Python and torch baseline" in text
+    assert "peak_mem_growth_bytes" in text

@@ -420,9 +420,8 @@ def _model_notes(model: dict, longest: float | None, max_clip_s: float) -> list[
         notes.append(f"memory model: {longest:.1f} s is extrapolated beyond the longest measured single pass "
                      f"({max_clip_s:g} s)")
     if "rss" in (model["mem_source"] or ""):
-        notes.append("memory model: peaks are CPU RSS growth over each repeat's starting RSS (peak_mem_bytes = peak "
-                     "minus baseline_mem_bytes), so the Python and torch baseline is not included; add it "
-                     "(baseline_mem_bytes in samples.csv) for the process's whole footprint")
+        notes.append("memory model: peaks are the worker's absolute RSS on CPU (peak_mem_bytes, schema 2: they "
+                     "include the Python and torch baseline; peak_mem_growth_bytes is the growth alone)")
     failed = [c for c in model["single_failed_at_s"] if c <= longest]
     if failed:
         notes.append(f"memory model: single passes failed at {', '.join(f'{c:g}' for c in failed)} s although "
