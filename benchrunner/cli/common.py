@@ -12,7 +12,7 @@ from functools import wraps
 
 import click
 
-from ..errors import BenchError, Interrupted, UserError
+from ..errors import BenchError, Interrupted, UserError, scrub
 
 
 def fail_cleanly(fn):
@@ -25,10 +25,10 @@ def fail_cleanly(fn):
         except Interrupted as exc:
             run_id = getattr(exc, "run_id", None)
             hint = f"; run {run_id} marked interrupted, finish it with: bench run --resume {run_id}" if run_id else ""
-            click.echo(f"bench: {exc}{hint}", err=True)
+            click.echo(scrub(f"bench: {exc}{hint}"), err=True)
             sys.exit(exc.exit_code)
         except BenchError as exc:
-            click.echo(f"bench: error: {exc}", err=True)
+            click.echo(scrub(f"bench: error: {exc}"), err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("bench: interrupted", err=True)
