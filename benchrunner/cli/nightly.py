@@ -31,10 +31,10 @@ def register(main: click.Group) -> None:
         from ..notify.digest import build_digest
         from ..notify.from_run import digest_input, read_answers
         from ..notify.slack import dry_run_payload, post_report
-        from ..store.runs import resolve_run
+        from ..store.runs import resolve_run, run_dir_for
 
         run_dir = resolve_run(run, results_dir)
-        pdf = reports_dir / run_dir.name / "report.pdf"
+        pdf = run_dir_for(reports_dir, run_dir.name, "RUN") / "report.pdf"
         if not pdf.is_file():
             raise NotifyError(f"{pdf}: no PDF report for {run_dir.name} (write it first: bench report {run_dir})")
         answers = read_answers(pdf.parent)
@@ -71,6 +71,7 @@ def register(main: click.Group) -> None:
         baseline, check budgets and the nightly trend, write the reports, post, record the run.
         Exit 0 all well, 1 regression/breach/change point, 2 bad input, 3 locked, 4 Slack failed,
         5 the run did not finish, 6 report failed, 7 history store failed, 130/143 interrupted."""
+        from ..errors import scrub
         from ..nightly.orchestrate import run_nightly
         from ..run.progress import ProgressPrinter
         from ..suite import load_suite
@@ -87,7 +88,7 @@ def register(main: click.Group) -> None:
                                  results_dir=results_dir, reports_dir=reports_dir, thread_ts=thread_ts,
                                  dry_run=dry_run, wait=wait, on_event=on_event, argv=sys.argv, token_env=token_env)
         for line in _summary_lines(result):
-            click.echo(line, err=result.exit_code != 0)
+            click.echo(scrub(line), err=result.exit_code != 0)
         sys.exit(result.exit_code)
 
 

@@ -18,6 +18,7 @@ from typing import Callable
 from ..errors import BenchError, NotifyError, UserError
 from ..store.locks import FileLock
 from ..store.results import read_manifest, read_summary
+from ..store.runs import run_dir_for
 from ..suite import Suite
 
 EXIT_OK, EXIT_REGRESSION, EXIT_NOTIFY, EXIT_RUN, EXIT_REPORT, EXIT_HISTORY = 0, 1, 4, 5, 6, 7
@@ -136,7 +137,7 @@ def _baseline_step(history, baseline: str, suite: Suite, result: NightlyResult, 
     if good is None:
         result.notes.append("no earlier good nightly to compare with: this run becomes the baseline")
         return None
-    folder = Path(good.get("run_dir") or results_dir / good["run_id"])
+    folder = Path(good.get("run_dir") or run_dir_for(results_dir, good["run_id"], "history: run_id"))
     if not (folder / "samples.csv").exists():
         _fail(result, EXIT_HISTORY, f"baseline {good['run_id']}: its run folder {folder} is gone (pruned?)")
         return None
@@ -187,7 +188,8 @@ def _report_step(result: NightlyResult, reports_dir: Path, db_url: str | None = 
 
     run_id = read_manifest(result.run_dir)["run_id"]
     try:
-        written = write_reports(result.run_dir, against=result.baseline, out=reports_dir / run_id, db_url=db_url)
+        written = write_reports(result.run_dir, against=result.baseline, out=run_dir_for(reports_dir, run_id),
+                                db_url=db_url)
         result.report_dir = written.out_dir
     except Exception as exc:  # a broken report must not stop the digest: it says so instead
         _fail(result, EXIT_REPORT, f"report: {type(exc).__name__}: {exc}")

@@ -125,8 +125,10 @@ class RunView:
 
 def resolve_run_dir(run: str | Path, results_dir: Path = Path("results")) -> Path:
     """A run folder given as a path or as a run id under results/."""
+    from ..store.runs import is_run_id
+
     path = Path(run)
-    for candidate in (path, results_dir / path):
+    for candidate in [path] + ([results_dir / path] if is_run_id(str(run)) else []):
         if (candidate / "summary.csv").is_file():
             return candidate
     if path.is_dir():

@@ -35,8 +35,13 @@ class ReportFiles:
     paths: list[Path]
 
 
-def _out_dir(out: Path | None, run_id: str) -> Path:
-    folder = Path(out) if out is not None else Path("reports") / run_id
+def _out_dir(out: Path | None, run_id: str, run_dir: Path) -> Path:
+    """``out``, or reports/<run_id>/ with the manifest's run id checked: a crafted manifest
+    cannot send the report outside reports/."""
+    from ..store.runs import run_dir_for
+
+    folder = Path(out) if out is not None else \
+        run_dir_for(Path("reports"), run_id, f"{run_dir / 'manifest.json'}: run_id")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -68,9 +73,10 @@ def write_reports(run: str | Path, *, against: str | Path | None = None, formats
         raise UserError(f"format: {unknown[0]!r} is not a report format (expected one of {', '.join(FORMATS)})")
     if research_log is not None and research_log not in LANGS:
         raise UserError(f"--research-log: {research_log!r} is not a language (expected ko or en)")
-    prose_fields = load_prose(_prose_path(resolve_run_dir(run), prose)) if research_log else {}
+    run_dir = resolve_run_dir(run)
+    prose_fields = load_prose(_prose_path(run_dir, prose)) if research_log else {}
     model = build_model(run, against=against, db_url=db_url, trend_nights=trend_nights)
-    folder = _out_dir(out, model.run_id)
+    folder = _out_dir(out, model.run_id, run_dir)
     paths = [_write_format(model, fmt, folder) for fmt in FORMATS if fmt in formats]
     if "pdf" in formats:  # the digest posts the PDF with these sentences
         paths.append(write_answers(model, folder / ANSWERS_FILE))

@@ -19,13 +19,14 @@ from .. import __version__
 from ..analysis.summary import summarise
 from ..analysis.warnings import (device_memory_warnings, gpu_run_warnings, other_process_warnings, quality_warnings,
                                  run_warnings, sampler_warnings)
-from ..errors import Interrupted, UserError
+from ..errors import Interrupted, UserError, scrub_argv
 from ..measure.environment import capture_environment, diff_environments, environment_warnings, source_commits
 from ..measure.gpu import resolve_device as gpu_resolve_device
 from ..pipeline import check_factory_args, resolve_factory
 from ..store.locks import FileLock
 from ..store.results import (RunFiles, now_iso, read_manifest, read_samples, read_timeline, repair_run,
                              samples_schema_matches)
+from ..store.runs import check_run_id, is_run_id
 from ..suite import Suite, validate_suite
 from .cases import Case, build_cases
 from .executors.local import LocalWorker
@@ -86,11 +87,11 @@ def run_lock(run_dir: Path) -> FileLock:
 def run_suite(suite: Suite, *, out_dir: Path | None = None, argv: list[str] | None = None,
               on_event: EventHandler | None = None, run_id: str | None = None, wait: bool = False) -> RunResult:
     """A new run of ``suite`` into ``out_dir/<run_id>`` (a fresh id unless one is given)."""
+    explicit = run_id is not None
+    run_id = check_run_id(run_id, "--run-id") if explicit else new_run_id(suite.name)
     check_pipeline(suite)
     device = resolve_device(suite.device)
     out_dir = Path(out_dir or suite.results_dir)
-    explicit = run_id is not None
-    run_id = run_id or new_run_id(suite.name)
     out_existed = out_dir.exists()
     run_id, run_dir = _fresh_run_dir(out_dir, run_id, explicit)
     slot = _WorkerSlot(suite)
@@ -128,6 +129,7 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
     run_dir = _find_run_dir(run_ref, out_dir)
     with run_lock(run_dir).acquire(wait=wait):
         manifest = read_manifest(run_dir)
+        check_run_id(manifest.get("run_id"), f"{run_dir / 'manifest.json'}: run_id")
         stored = validate_suite(manifest["suite"]["as_loaded"], Path(manifest["suite"]["path"]))
         _check_resumable(manifest, stored, suite, force)
         if not samples_schema_matches(run_dir):
@@ -139,7 +141,7 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
         cases, notes = build_cases(stored, run_id=manifest["run_id"], device=device)
         todo = [c for c in cases if c.case_id not in complete]
         manifest.setdefault("resumed", []).append({
-            "at": now_iso(), "argv": list(argv or sys.argv), "repairs": repairs, "cases_left": len(todo),
+            "at": now_iso(), "argv": scrub_argv(argv or sys.argv), "repairs": repairs, "cases_left": len(todo),
             "environment_diff": _env_diff(manifest["environment"], capture_environment(cwd=Path.cwd())),
         })
         manifest["status"] = "running"
@@ -151,7 +153,8 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
 
 
 def _find_run_dir(run_ref: str, out_dir: Path | None) -> Path:
-    for candidate in (Path(run_ref), Path(out_dir or "results") / run_ref):
+    candidates = [Path(run_ref)] + ([Path(out_dir or "results") / run_ref] if is_run_id(run_ref) else [])
+    for candidate in candidates:
         if (candidate / "manifest.json").exists():
             return candidate
     raise UserError(f"--resume: {run_ref!r}: no run folder with a manifest.json "
@@ -342,7 +345,7 @@ def _manifest(suite: Suite, run_id: str, device: str, argv: list[str], notes: li
     env = capture_environment(cwd=Path.cwd())
     env["sources"] = source_commits(suite.pipeline)
     return {
-        "format_version": 1, "run_id": run_id, "status": "running", "argv": list(argv),
+        "format_version": 1, "run_id": run_id, "status": "running", "argv": scrub_argv(argv),
         "started_at": now_iso(), "ended_at": None, "benchrunner_version": __version__,
         "suite": {"name": suite.name, "path": str(suite.path), "as_loaded": suite.raw,
                   "modes": [m.label for m in suite.modes], "clip_lengths_s": suite.clip_lengths_s,
