@@ -4,8 +4,8 @@ scrubber that keeps credentials out of every message, log line, manifest and rep
 import re
 
 REDACTED = "[REDACTED]"
-# scheme://user:password@host -> the password part; scheme://token@host (no user) as well
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*)(?::(?P<password>[^/@\s]*))?@")
+# scheme://user:password@host -> the password part (a user name alone is not a secret)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*):(?P<password>[^/@\s]*)@")
 # Slack tokens (xoxb-, xoxp-, xapp-, ...), wherever they appear
 _SLACK_TOKEN = re.compile(r"\b(?:xox[a-z]|xapp)-[A-Za-z0-9-]+")
 # password=..., token=..., secret=... in query strings and key=value text
@@ -14,21 +14,16 @@ _KEY_VALUE = re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api_key|apikey
 
 def scrub(text: str, secrets=()) -> str:
     """``text`` with credentials replaced by [REDACTED]: the password of a URL's user info
-    (``postgresql://user:pass@host`` -> ``postgresql://user:[REDACTED]@host``; a lone user
-    info ``https://tok@host`` is taken as a token), Slack tokens, ``password=``/``token=``
-    values, and every given secret (and its stripped form). The one scrubber of the project."""
+    (``postgresql://user:pass@host`` -> ``postgresql://user:[REDACTED]@host``; a user name
+    alone stays), Slack tokens, ``password=``/``token=`` values, and every given secret (and
+    its stripped form). The one scrubber of the project."""
     text = str(text)
     for secret in secrets:
         for s in {secret, (secret or "").strip()}:
             if s:
                 text = text.replace(s, REDACTED)
 
-    def url(match: re.Match) -> str:
-        if match.group("password") is not None:
-            return f"{match.group('scheme')}{match.group('user')}:{REDACTED}@"
-        return f"{match.group('scheme')}{REDACTED}@" if match.group("user") else match.group(0)
-
-    text = _URL_CREDENTIALS.sub(url, text)
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{REDACTED}@", text)
     text = _SLACK_TOKEN.sub(REDACTED, text)
     return _KEY_VALUE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
 

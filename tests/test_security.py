@@ -108,6 +108,8 @@ def test_scrub_removes_url_passwords_tokens_and_known_secrets():
     assert scrub("--db=mysql://u:p%40ss@h/d?password=x&charset=utf8") == \
         "--db=mysql://u:[REDACTED]@h/d?password=[REDACTED]&charset=utf8"
     assert scrub("https://xoxb-1-2@hooks/x and token=abc") == "https://[REDACTED]@hooks/x and token=[REDACTED]"
+    assert scrub("postgresql://team@db/bench") == "postgresql://team@db/bench"  # a user name is no secret
+    assert scrub("https://x-access-token:ghp_abc@github.com/o/r") == "https://x-access-token:[REDACTED]@github.com/o/r"
     assert scrub("Bearer xoxb-123-456-abcDEF failed") == "Bearer [REDACTED] failed"
     assert scrub("sqlite:///results/history.db http://proxy:8080/api/") == \
         "sqlite:///results/history.db http://proxy:8080/api/"  # nothing secret: unchanged
