@@ -93,18 +93,24 @@ def is_run_ref(ref: str, results_dir: Path = Path("results")) -> bool:
 
 def latest_run(results_dir: Path) -> Path:
     """The finished or interrupted run with the newest started_at in ``results_dir``."""
-    best: tuple[datetime, Path] | None = None
+    return done_runs_newest_first(results_dir)[0]
+
+
+def done_runs_newest_first(results_dir: Path) -> list[Path]:
+    """The finished or interrupted runs of ``results_dir``, newest started_at first (ties by
+    name); UserError when there is none."""
+    found: list[tuple[datetime, str, Path]] = []
     for folder in _run_folders(results_dir):
         manifest = read_manifest_quietly(folder)
         if manifest is None or manifest.get("status") not in DONE_STATUSES:
             continue
         started = parse_time(manifest.get("started_at"))
-        if started is not None and (best is None or started > best[0]):
-            best = (started, folder)
-    if best is None:
+        if started is not None:
+            found.append((started, folder.name, folder))
+    if not found:
         raise UserError(f"{results_dir}: run: no finished or interrupted run found "
                         f"(expected run folders made by `bench run SUITE --out {results_dir}`, or pass --run)")
-    return best[1]
+    return [folder for _, _, folder in sorted(found, key=lambda f: (f[0], f[1]), reverse=True)]
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
