@@ -21,8 +21,9 @@ def register(main: click.Group) -> None:
                   help="Name of the environment variable holding the Slack bot token.")
     @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"),
                   show_default=True, help="Where run folders are.")
-    @click.option("--reports", "reports_dir", type=click.Path(path_type=Path), default=Path("reports"),
-                  show_default=True, help="Where reports are (reports/<run_id>/report.pdf).")
+    @click.option("--reports", "reports_dir", type=click.Path(path_type=Path),
+                  help="Where reports are, as REPORTS/<run_id>/report.pdf (default: where `bench report` "
+                       "last wrote RUN's reports, as recorded in RUN/report.json, else reports/).")
     @fail_cleanly
     def post(run, channel, thread_ts, dry_run, token_env, results_dir, reports_dir):
         """Post RUN's digest to Slack, then its PDF report into the digest's thread.
@@ -31,10 +32,10 @@ def register(main: click.Group) -> None:
         from ..notify.digest import build_digest
         from ..notify.from_run import digest_input, read_answers
         from ..notify.slack import dry_run_payload, post_report
-        from ..store.runs import resolve_run, run_dir_for
+        from ..store.runs import resolve_run
 
         run_dir = resolve_run(run, results_dir)
-        pdf = run_dir_for(reports_dir, run_dir.name, "RUN") / "report.pdf"
+        pdf = _report_pdf(run_dir, reports_dir)
         if not pdf.is_file():
             raise NotifyError(f"{pdf}: no PDF report for {run_dir.name} (write it first: bench report {run_dir})")
         answers = read_answers(pdf.parent)
@@ -77,6 +78,10 @@ def register(main: click.Group) -> None:
         from ..suite import load_suite
 
         suite = load_suite(suite_file)
+        if slack_channel and not dry_run:  # before the run, not after a night of it
+            from ..notify.slack import check_settings
+
+            check_settings(token_env=token_env)
         with ProgressPrinter() as progress, signals_raise_interrupted():
             def on_event(kind, **event):
                 if kind == "dry_run":
@@ -90,6 +95,20 @@ def register(main: click.Group) -> None:
         for line in _summary_lines(result):
             click.echo(scrub(line), err=result.exit_code != 0)
         sys.exit(result.exit_code)
+
+
+def _report_pdf(run_dir: Path, reports_dir: Path | None) -> Path:
+    """RUN's PDF: under --reports when given, else where `bench report` recorded it went
+    (report.json in the run folder), else reports/<run_id>/."""
+    from ..store.results import read_report_location
+    from ..store.runs import run_dir_for
+
+    if reports_dir is None:
+        recorded = read_report_location(run_dir)
+        if recorded is not None:
+            return recorded / "report.pdf"
+        reports_dir = Path("reports")
+    return run_dir_for(reports_dir, run_dir.name, "RUN") / "report.pdf"
 
 
 def _summary_lines(result) -> list[str]:

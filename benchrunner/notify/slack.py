@@ -56,6 +56,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.error import HTTPError
+from urllib.parse import urlsplit
 from urllib.request import HTTPHandler, HTTPSHandler, OpenerDirector, Request, build_opener
 
 from slack_sdk import WebClient
@@ -405,10 +406,32 @@ def dry_run_payload(digest: Digest, *, channel: str, pdf_path: Path | None, thre
 
 
 def _api_url(api_url: str | None) -> str:
-    url = api_url or os.environ.get(API_URL_ENV) or WebClient.BASE_URL
-    if not url.lower().startswith(("http://", "https://")):
-        raise UserError(f"Slack API URL must start with http:// or https://, got {url!r} (check {API_URL_ENV})")
+    url = (api_url or os.environ.get(API_URL_ENV) or WebClient.BASE_URL).strip()
+    parsed = urlsplit(url)
+    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
+        raise UserError(f"{API_URL_ENV}: {scrub(url)!r} is not a Slack API URL "
+                        "(expected http:// or https:// and a host, e.g. https://slack.com/api/)")
+    try:
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise UserError(f"{API_URL_ENV}: {scrub(url)!r} has a bad port (expected e.g. http://127.0.0.1:8080/api/)") \
+            from None
     return url if url.endswith("/") else url + "/"
+
+
+def check_settings(*, token_env: str = "SLACK_BOT_TOKEN", api_url: str | None = None) -> tuple[str, str]:
+    """The token and the API base URL a post would use, checked without any network: a
+    malformed URL (BENCH_SLACK_API_URL) is bad input (UserError, exit 2); a missing token is
+    a NotifyError (exit 4, as when a post fails). ``bench nightly`` calls this before it runs
+    anything, so a night is not spent to learn either at the end."""
+    base_url = _api_url(api_url)
+    token = (os.environ.get(token_env) or "").strip()
+    if not token:
+        raise NotifyError(
+            f"{token_env} is not set: export a Slack bot token with the chat:write and "
+            f"files:write scopes in {token_env}"
+        )
+    return token, base_url
 
 
 def _attempts(budget: _Budget) -> str:
@@ -502,15 +525,9 @@ def post_report(
 ) -> PostResult:
     """Post the digest to `channel` (in `thread_ts`'s thread if given), then upload the PDF
     into the digest's thread. Raises NotifyError naming the step that failed for good."""
-    token = (os.environ.get(token_env) or "").strip()
-    if not token:
-        raise NotifyError(
-            f"{token_env} is not set: export a Slack bot token with the chat:write and "
-            f"files:write scopes in {token_env}"
-        )
+    token, base_url = check_settings(token_env=token_env, api_url=api_url)
     path = _check_pdf(pdf_path)
     data = path.read_bytes() if path is not None else None
-    base_url = _api_url(api_url)
 
     budget = _Budget(max_wait_s=max_wait_s, timeout_s=timeout_s)
     handlers = _retry_handlers(budget, max_retries)
