@@ -33,6 +33,7 @@ class ReportFiles:
     model: ReportModel
     out_dir: Path
     paths: list[Path]
+    location_note: str | None = None  # why the run folder does not record out_dir (report.json)
 
 
 def _out_dir(out: Path | None, run_id: str, run_dir: Path) -> Path:
@@ -83,7 +84,20 @@ def write_reports(run: str | Path, *, against: str | Path | None = None, formats
     if research_log:
         pdf_link = "report.pdf" if (folder / "report.pdf").is_file() else None  # beside the log, for any --out
         paths += _write_log(build_log(model, research_log, prose_fields, pdf_link=pdf_link), folder)
-    return ReportFiles(model, folder, paths)
+    return ReportFiles(model, folder, paths, _record_location(run_dir, folder, paths))
+
+
+def _record_location(run_dir: Path, folder: Path, paths: list[Path]) -> str | None:
+    """Record in the run folder where the reports went (report.json), so ``bench post RUN``
+    finds them wherever --out put them. A run folder that cannot be written is said, not fatal."""
+    from ..store.results import REPORT_LOCATION, write_report_location
+
+    try:
+        write_report_location(run_dir, folder, paths)
+    except OSError as exc:
+        return (f"{run_dir / REPORT_LOCATION}: could not record where the reports went ({exc.strerror or exc}); "
+                f"bench post needs --reports {folder.parent}")
+    return None
 
 
 def _write_format(model: ReportModel, fmt: str, folder: Path) -> Path:

@@ -24,7 +24,7 @@ from ..measure.environment import capture_environment, diff_environments, enviro
 from ..measure.gpu import resolve_device as gpu_resolve_device
 from ..pipeline import check_factory_args, resolve_factory
 from ..store.locks import FileLock
-from ..store.results import (RunFiles, now_iso, read_manifest, read_samples, read_timeline, repair_run,
+from ..store.results import (WORKER_LOG, RunFiles, now_iso, read_manifest, read_samples, read_timeline, repair_run,
                              samples_schema_matches)
 from ..store.runs import check_run_id, is_run_id
 from ..suite import Suite, validate_suite
@@ -94,7 +94,7 @@ def run_suite(suite: Suite, *, out_dir: Path | None = None, argv: list[str] | No
     out_dir = Path(out_dir or suite.results_dir)
     out_existed = out_dir.exists()
     run_id, run_dir = _fresh_run_dir(out_dir, run_id, explicit)
-    slot = _WorkerSlot(suite)
+    slot = _WorkerSlot(suite, run_dir / WORKER_LOG)
     try:
         with run_lock(run_dir).acquire(wait=wait):
             if (run_dir / "manifest.json").exists():
@@ -114,7 +114,7 @@ def _prepare(suite: Suite, slot: "_WorkerSlot", run_id: str, device: str, run_di
         cases, notes = build_cases(suite, run_id=run_id, device=device)
         slot.get(cases[0])
     except UserError:
-        if not any(p.name != ".lock" for p in run_dir.iterdir()):
+        if not any(p.name not in (".lock", WORKER_LOG) for p in run_dir.iterdir()):
             shutil.rmtree(run_dir, ignore_errors=True)
             if created_out_dir is not None and not any(created_out_dir.iterdir()):
                 created_out_dir.rmdir()
@@ -149,7 +149,7 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
         for note in repairs:
             emit("note", text=note)
         return _execute(stored, RunFiles(run_dir), manifest, todo, on_event, total=len(cases),
-                        done=len(cases) - len(todo), slot=_WorkerSlot(stored))
+                        done=len(cases) - len(todo), slot=_WorkerSlot(stored, run_dir / WORKER_LOG))
 
 
 def _find_run_dir(run_ref: str, out_dir: Path | None) -> Path:
@@ -206,8 +206,9 @@ class _WorkerSlot:
     """The current worker, replaced when the variant changes, when it dies, or when its
     memory does not return to its baseline after a case (recorded as baseline drift)."""
 
-    def __init__(self, suite: Suite):
+    def __init__(self, suite: Suite, log_path: Path | None = None):
         self.suite = suite
+        self.log_path = log_path  # the run folder's worker.log: the pipeline's own output
         self.worker: LocalWorker | None = None
         self.reference_baseline: int | None = None
         self.workers: list[dict] = []   # what each worker reported when ready
@@ -233,7 +234,7 @@ class _WorkerSlot:
             self.worker = LocalWorker(WorkerConfig(self.suite.pipeline, case.pipeline_args, case.device,
                                                    self.suite.sampler.enabled, self.suite.sampler.hz,
                                                    self.suite.timer),
-                                      source=str(self.suite.path))
+                                      source=str(self.suite.path), log_path=self.log_path)
             self.workers.append({"variant": case.variant, **self.worker.info})
             self.reference_baseline = None
         return self.worker
@@ -319,6 +320,7 @@ def _run_group(slot: "_WorkerSlot", group: list[Case], following: list, files: R
             result = outcome.cases[case.case_id]
             files.append_case(result.rows, result.timeline)
             progress.finished(case, result.rows, outcome.worker_lost if case.case_id == outcome.lost_case else None)
+    _show_log_tail(progress, outcome, slot.log_path)
     slot.after_case(group[-1], outcome.baseline_after, outcome.worker_lost)
     slot.note_diagnostics(outcome.diagnostics)
     lost = next((c for c in group if c.case_id == outcome.lost_case), None)
@@ -327,6 +329,13 @@ def _run_group(slot: "_WorkerSlot", group: list[Case], following: list, files: R
     for case in group:
         if case.case_id in outcome.unfinished:
             _run_group(slot, [case], [], files, progress)
+
+
+def _show_log_tail(progress: _Progress, outcome, log_path: Path | None) -> None:
+    """When a worker was lost, say so with the last lines it wrote (its log is in the run folder)."""
+    if outcome.worker_lost and outcome.log_tail:
+        progress.emit("note", text=f"worker lost ({outcome.worker_lost}) in {outcome.lost_case}; last lines of "
+                                   f"{log_path}:\n    " + "\n    ".join(outcome.log_tail))
 
 
 def _without_doomed_reference(slot: "_WorkerSlot", case: Case) -> Case:

@@ -5,6 +5,8 @@ results/<run_id>/
   timeline.csv   background sampler readings: case_id, t_ms, metric, value
   summary.csv    one row per case x stage, computed from samples.csv
   manifest.json  the suite as loaded, argv, times, status, environment, warnings
+  worker.log     what the pipeline itself printed (stdout and stderr of every worker), appended
+  report.json    where `bench report` last wrote the run's reports (so `bench post` finds them)
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import pandas as pd
 
 SCHEMA_VERSION = 2  # 2: peak_mem_bytes absolute on both devices; growth columns added
 TOTAL_STAGE = "total"
+WORKER_LOG = "worker.log"
+REPORT_LOCATION = "report.json"
 # the values of the status column (benchrunner.run.failures classifies exceptions into them)
 OK, OOM, ERROR, TIMEOUT, CRASH = "ok", "oom", "error", "timeout", "crash"
 STATUSES = (OK, OOM, ERROR, TIMEOUT, CRASH)
@@ -223,3 +227,42 @@ def read_summary(run_dir: Path) -> pd.DataFrame:
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     return json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))
+
+
+# --- where the reports went (report.json) ------------------------------------------------
+
+def write_report_location(run_dir: Path, out_dir: Path, paths: Iterable[Path]) -> Path:
+    """Record in the run folder where its reports were written (absolute paths)."""
+    target = Path(run_dir) / REPORT_LOCATION
+    record = {"out_dir": str(Path(out_dir).resolve()), "files": [str(Path(p).resolve()) for p in paths],
+              "written_at": now_iso()}
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def read_report_location(run_dir: Path) -> Path | None:
+    """The folder ``bench report`` last wrote the run's reports into, or None when it has not
+    recorded one (or the record is unreadable)."""
+    try:
+        record = json.loads((Path(run_dir) / REPORT_LOCATION).read_text(encoding="utf-8"))
+        return Path(record["out_dir"]) if isinstance(record, dict) and isinstance(record.get("out_dir"), str) else None
+    except (OSError, ValueError):
+        return None
+
+
+def worker_log_tail(run_dir: Path | None, lines: int = 5, *, log_path: Path | None = None) -> list[str]:
+    """The last ``lines`` non-blank lines of the run's worker log ([] when there is none)."""
+    path = log_path or (Path(run_dir) / WORKER_LOG if run_dir is not None else None)
+    if path is None:
+        return []
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 16384))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
