@@ -36,7 +36,8 @@ def _smooth(value: dict) -> dict:
 def build(fail_chunk: int | None = None, permanent: bool = False, fail_clip_s: float | None = None,
           abort_clip_s: float | None = None, hang_clip_s: float | None = None, busy_ms: float = 0.0,
           trim_last: bool = False, cuda_error_clip_s: float | None = None,
-          device_assert_clip_s: float | None = None, chatter: bool = False) -> Pipeline:
+          device_assert_clip_s: float | None = None, chatter: bool = False,
+          pause_file: str | None = None) -> Pipeline:
     if chatter:  # a pipeline that prints, as real ones do (no flush: the worker must not lose it)
         print("CHATTER: pipeline built")
 
@@ -68,6 +69,8 @@ def build(fail_chunk: int | None = None, permanent: bool = False, fail_clip_s: f
         return value
 
     def busy(value: dict) -> dict:
+        while pause_file is not None and os.path.exists(pause_file):  # a test holds the run here
+            time.sleep(0.05)
         end = time.perf_counter() + busy_ms / 1000
         while time.perf_counter() < end:
             pass
