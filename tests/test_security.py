@@ -51,7 +51,7 @@ def _outside_layout(tmp_path: Path) -> tuple[Path, Path]:
     """results/ and, beside it, a run folder an id like ../elsewhere/run would reach."""
     results = tmp_path / "results"
     results.mkdir()
-    elsewhere = make_synthetic_run(tmp_path / "elsewhere", repeats=2, run_id="run")
+    make_synthetic_run(tmp_path / "elsewhere", repeats=2, run_id="run")
     work = tmp_path / "w1" / "w2"  # a cwd from which the same text is no path to it
     work.mkdir(parents=True)
     return results, work

@@ -4,7 +4,6 @@ the worker log, where the report went, bench report --db)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, bench_env
+from conftest import bench_env
 from synthetic_run import make_synthetic_run
 
 
