@@ -9,7 +9,7 @@ _URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user
 # Slack tokens (xoxb-, xoxp-, xapp-, ...), wherever they appear
 _SLACK_TOKEN = re.compile(r"\b(?:xox[a-z]|xapp)-[A-Za-z0-9-]+")
 # password=..., token=..., secret=... in query strings and key=value text
-_KEY_VALUE = re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api_key|apikey)=([^&\s;,]+)")
+_KEY_VALUE = re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api_key|apikey)=([^&\s;,)'\"]+)")
 
 
 def scrub(text: str, secrets=()) -> str:

@@ -139,6 +139,15 @@ def test_db_password_is_not_in_the_manifest_nor_in_any_output(bench, write_suite
         assert password not in where
 
 
+def test_failure_messages_recorded_in_samples_are_scrubbed():
+    from benchrunner.run.failures import describe_exception
+
+    exc = ConnectionError("could not reach postgresql://svc:topsecret@db/features (token=abc123)")
+    text = describe_exception(exc)
+    assert "topsecret" not in text and "abc123" not in text
+    assert text == "ConnectionError: could not reach postgresql://svc:[REDACTED]@db/features (token=[REDACTED])"
+
+
 # --- C19: Markdown ----------------------------------------------------------------------------
 
 def test_markdown_escapes_html_in_names():
