@@ -84,3 +84,24 @@ def signals_raise_interrupted():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def executor_options(fn):
+    """--executor, --devices, --workers, --ray-address (bench run and bench nightly)."""
+    for option in reversed([
+        click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True, help="Where workers run: local processes, or Ray actors on a cluster."),
+        click.option("--devices", help="One worker per device: cuda:0,cuda:1 or all (every GPU; on Ray, "
+                                       "one actor per GPU of the cluster)."),
+        click.option("--workers", type=int, help="Workers on the suite's device when it is the CPU "
+                                                 "(Ray: CPU slots); default 1."),
+        click.option("--ray-address", help="A running Ray cluster's address (default: start a local one)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def executor_from_options(executor_kind, devices, workers, ray_address):
+    from ..run.executors import executor_spec
+
+    return executor_spec(executor_kind, devices, workers, ray_address)

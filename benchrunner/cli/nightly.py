@@ -10,7 +10,7 @@ import click
 
 
 def register(main: click.Group) -> None:
-    from .common import fail_cleanly, signals_raise_interrupted
+    from .common import executor_from_options, executor_options, fail_cleanly, signals_raise_interrupted
 
     @main.command()
     @click.argument("run")
@@ -65,9 +65,10 @@ def register(main: click.Group) -> None:
     @click.option("--token-env", default="SLACK_BOT_TOKEN", show_default=True,
                   help="Name of the environment variable holding the Slack bot token.")
     @click.option("--wait", is_flag=True, help="Wait for a running nightly of this suite instead of exiting 3.")
+    @executor_options
     @fail_cleanly
     def nightly(suite_file, baseline, slack_channel, thread_ts, db_url, results_dir, reports_dir, dry_run, token_env,
-                wait):
+                wait, executor_kind, devices, workers, ray_address):
         """What cron runs: run SUITE_FILE (resuming today's interrupted nightly), compare with the
         baseline, check budgets and the nightly trend, write the reports, post, record the run.
         Exit 0 all well, 1 regression/breach/change point, 2 bad input, 3 locked, 4 Slack failed,
@@ -82,6 +83,7 @@ def register(main: click.Group) -> None:
             from ..notify.slack import check_settings
 
             check_settings(token_env=token_env)
+        executor = executor_from_options(executor_kind, devices, workers, ray_address)
         with ProgressPrinter() as progress, signals_raise_interrupted():
             def on_event(kind, **event):
                 if kind == "dry_run":
@@ -91,7 +93,8 @@ def register(main: click.Group) -> None:
 
             result = run_nightly(suite, baseline=baseline, channel=slack_channel, db_url=db_url,
                                  results_dir=results_dir, reports_dir=reports_dir, thread_ts=thread_ts,
-                                 dry_run=dry_run, wait=wait, on_event=on_event, argv=sys.argv, token_env=token_env)
+                                 dry_run=dry_run, wait=wait, on_event=on_event, argv=sys.argv, token_env=token_env,
+                                 executor=executor)
         for line in _summary_lines(result):
             click.echo(scrub(line), err=result.exit_code != 0)
         sys.exit(result.exit_code)

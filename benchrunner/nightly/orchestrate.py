@@ -59,7 +59,7 @@ def run_nightly(suite: Suite, *, baseline: str = "last-good", channel: str | Non
                 db_url: str | None = None, results_dir: Path | None = None, reports_dir: Path = Path("reports"),
                 thread_ts: str | None = None, dry_run: bool = False, wait: bool = False,
                 on_event: Callable[..., None] | None = None, argv: list[str] | None = None,
-                token_env: str = "SLACK_BOT_TOKEN") -> NightlyResult:
+                token_env: str = "SLACK_BOT_TOKEN", executor=None) -> NightlyResult:
     """The whole chain under the suite's nightly lock; steps after a failed one still run
     where they can (a failed report still gets a digest posted, saying so)."""
     from ..store.history import default_db_url
@@ -68,7 +68,7 @@ def run_nightly(suite: Suite, *, baseline: str = "last-good", channel: str | Non
     result = NightlyResult()
     emit = on_event or (lambda *a, **k: None)
     with nightly_lock(suite, results_dir).acquire(wait=wait):
-        result.run_dir = _run_step(suite, results_dir, argv, on_event, result)
+        result.run_dir = _run_step(suite, results_dir, argv, on_event, result, executor)
         if result.run_dir is None:
             return result
         db_url = db_url or default_db_url(results_dir)
@@ -88,7 +88,7 @@ def _fail(result: NightlyResult, code: int, text: str) -> None:
         result.exit_code = code
 
 
-def _run_step(suite, results_dir, argv, on_event, result) -> Path | None:
+def _run_step(suite, results_dir, argv, on_event, result, executor=None) -> Path | None:
     """Today's nightly: a new run, or the interrupted one of the same suite and day resumed."""
     from ..run.runner import resume_run, run_suite
 
@@ -98,9 +98,9 @@ def _run_step(suite, results_dir, argv, on_event, result) -> Path | None:
     if manifest.exists() and read_manifest(run_dir)["status"] == "finished":
         return run_dir
     if manifest.exists():
-        run = resume_run(str(run_dir), suite=suite, argv=argv, on_event=on_event)
+        run = resume_run(str(run_dir), suite=suite, argv=argv, on_event=on_event, executor=executor)
     else:
-        run = run_suite(suite, out_dir=results_dir, argv=argv, on_event=on_event, run_id=run_id)
+        run = run_suite(suite, out_dir=results_dir, argv=argv, on_event=on_event, run_id=run_id, executor=executor)
     if run.status != "finished":
         _fail(result, EXIT_RUN, f"run {run.run_id} ended {run.status}")
         return None
@@ -153,8 +153,10 @@ def _judge_step(history, suite: Suite, result: NightlyResult) -> None:
         for metric in ("latency", "memory", "failure"):
             compared = compare_runs(result.baseline, result.run_dir, metric=metric)
             result.alerts += [_regression_text(compared, row) for row in compared.regressions()]
-    breaches = [b for b in check_budgets(read_summary(result.run_dir),
-                                         budgets_from_manifest(read_manifest(result.run_dir))) if not b.passed]
+    from ..store.throughput import read_throughput
+
+    breaches = [b for b in check_budgets(read_summary(result.run_dir), budgets_from_manifest(read_manifest(
+        result.run_dir)), read_throughput(result.run_dir)) if not b.passed]
     result.alerts += [f"budget breached: {b.detail}" for b in breaches]
     if history is not None:
         result.alerts += _change_alerts(history, suite)

@@ -143,7 +143,7 @@ def load_run(run: str | Path) -> RunView:
     except (OSError, ValueError) as exc:
         raise UserError(f"{run_dir}: manifest.json is missing or unreadable ({exc.__class__.__name__})") from None
     summary = read_summary(run_dir)
-    if summary.empty or TOTAL_STAGE not in set(summary["stage"].astype(str)):
+    if (summary.empty or TOTAL_STAGE not in set(summary["stage"].astype(str))) and not _has_throughput(run_dir):
         raise UserError(f"{run_dir}: summary.csv has no finished case, so there is nothing to report "
                         "(expected a run with at least one case measured)")
     totals = _sorted_totals(summary, manifest)
@@ -153,6 +153,13 @@ def load_run(run: str | Path) -> RunView:
         clips=sorted({float(c) for c in totals["clip_s"]}),
         mem_unit=fmt.memory_unit(list(totals["peak_mem_bytes"])),
     )
+
+
+def _has_throughput(run_dir: Path) -> bool:
+    """A run of the throughput scenario alone has no latency cases but is reportable."""
+    from ..store.throughput import has_throughput
+
+    return has_throughput(run_dir)
 
 
 def series_label(variant: Any, mode: Any, threshold_s: Any, variants: int) -> str:

@@ -35,6 +35,8 @@ class RepeatMeasurement:
     retries: int | None = None
     quality_snr_db: float | None = None
     quality_max_abs_err: float | None = None
+    accuracy: dict[str, Any] | None = None   # the accuracy_* columns (see quality.accuracy_columns)
+    variant: dict[str, Any] | None = None    # the variant_* columns: the worker's build report
     input: str = ""
     timer_source: str = ""
     started_at: str = ""
@@ -65,7 +67,7 @@ def repeat_rows(case: Case, stages: list[str], m: RepeatMeasurement) -> list[dic
         "mem_source": m.mem_source, "util_mean_pct": m.util_mean_pct, "util_p95_pct": m.util_p95_pct,
         "util_samples": m.util_samples, "util_source": m.util_source, "io_wait_ms": m.io_wait_ms,
         "chunks": m.chunks, "retries": m.retries, "quality_snr_db": m.quality_snr_db,
-        "quality_max_abs_err": m.quality_max_abs_err,
+        "quality_max_abs_err": m.quality_max_abs_err, **(m.accuracy or {}), **(m.variant or {}),
     })
     return rows
 

@@ -22,7 +22,10 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-SCHEMA_VERSION = 2  # 2: peak_mem_bytes absolute on both devices; growth columns added
+from ..errors import UserError
+
+SCHEMA_VERSION = 4  # 2: peak_mem_bytes absolute on both devices; growth columns added. 3: host, gpu, worker.
+                    # 4: accuracy against a reference variant, and the variant's size and set-up cost
 TOTAL_STAGE = "total"
 WORKER_LOG = "worker.log"
 REPORT_LOCATION = "report.json"
@@ -36,15 +39,22 @@ SAMPLE_COLUMNS = [
     "executed_as", "repeat", "stage", "status", "error", "latency_ms", "peak_mem_bytes", "peak_mem_growth_bytes",
     "peak_mem_reserved_bytes", "reserved_growth_bytes", "device_mem_bytes", "baseline_mem_bytes", "mem_source",
     "util_mean_pct", "util_p95_pct", "util_samples", "util_source", "io_wait_ms", "chunks", "retries", "quality_snr_db",
-    "quality_max_abs_err", "input", "device", "timer_source", "started_at",
+    "quality_max_abs_err", "accuracy_reference", "accuracy_snr_db", "accuracy_max_abs_err",
+    "accuracy_mean_abs_err", "accuracy_argmax_agree_pct", "accuracy_streams", "variant_backend", "variant_param_bytes",
+    "variant_file_bytes", "variant_setup_ms", "input", "device", "timer_source", "started_at", "host", "gpu",
+    "worker",
 ]
+# host, gpu, worker: where a row was measured: the machine, the GPU ("<name> (<uuid>)", blank on a
+# CPU worker) and the executor's worker that ran it ("w0", "w1", ...); filled by the driver (runner).
 SAMPLE_DTYPES = {
     "schema_version": "Int64", "repeat": "Int64", "chunks": "Int64", "retries": "Int64", "util_samples": "Int64",
     "threshold_s": "float64", "clip_s": "float64", "latency_ms": "float64", "peak_mem_bytes": "float64",
     "peak_mem_reserved_bytes": "float64", "device_mem_bytes": "float64", "peak_mem_growth_bytes": "float64",
     "reserved_growth_bytes": "float64", "baseline_mem_bytes": "float64",
     "util_mean_pct": "float64", "util_p95_pct": "float64", "io_wait_ms": "float64", "quality_snr_db": "float64",
-    "quality_max_abs_err": "float64",
+    "quality_max_abs_err": "float64", "accuracy_snr_db": "float64", "accuracy_max_abs_err": "float64",
+    "accuracy_mean_abs_err": "float64", "accuracy_argmax_agree_pct": "float64", "variant_param_bytes": "float64",
+    "variant_file_bytes": "float64", "variant_setup_ms": "float64",
 }
 TIMELINE_COLUMNS = ["case_id", "repeat", "t_ms", "metric", "value"]
 CASE_KEY = ["pipeline", "variant", "mode", "threshold_s", "clip_s"]
@@ -53,6 +63,21 @@ CASE_KEY = ["pipeline", "variant", "mode", "threshold_s", "clip_s"]
 def now_iso() -> str:
     """The time stamps of the run folder (samples.csv started_at, manifest.json, lock files): UTC, ms."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def gpu_model(gpu: Any) -> str:
+    """The model part of a ``gpu`` value ("NVIDIA A100-SXM4-80GB (GPU-<uuid>)" -> the name): what
+    makes two GPUs the same hardware for a comparison; blank for a CPU worker or an old run."""
+    return "" if gpu is None or gpu is pd.NA or (isinstance(gpu, float) and math.isnan(gpu)) \
+        else str(gpu).split(" (", 1)[0]
+
+
+def hardware_of(rows: pd.DataFrame) -> set[tuple[str, str]]:
+    """The (host, GPU model) pairs that measured ``rows``; empty when not recorded (before schema 3)."""
+    if "host" not in rows.columns or rows.empty:
+        return set()
+    found = {(str(h), gpu_model(g)) for h, g in zip(rows["host"].fillna(""), rows["gpu"])}
+    return {pair for pair in found if pair[0]}
 
 
 def _cell(value: Any) -> Any:
@@ -75,8 +100,15 @@ def _csv_text(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
 
 def _append_durably(path: Path, text: str, columns: list[str]) -> None:
     """Append ``text`` with one write, then flush and fsync: a kill leaves whole cases only
-    (a power cut may tear the last line; readers drop a torn line)."""
+    (a power cut may tear the last line; readers drop a torn line). Rows of another schema
+    are never appended to a file (a run written by an older version cannot be resumed)."""
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline().rstrip("\n")
+        if header != ",".join(columns):
+            raise UserError(f"{path}: written with other columns (an older schema); expected "
+                            f"schema_version {SCHEMA_VERSION}: start a new run instead of resuming this one")
     payload = (",".join(columns) + "\n" if new else "") + text
     with open(path, "a", encoding="utf-8", newline="") as f:
         f.write(payload)
@@ -125,6 +157,7 @@ def _drop_torn_tail(path: Path, n_columns: int) -> str | None:
     text = path.read_text(encoding="utf-8")
     body = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
     records = list(csv.reader(io.StringIO(body)))
+    n_columns = len(records[0]) if records else n_columns  # the file's own header decides
     if records and len(records[-1]) != n_columns:
         body = body[: body.rstrip("\n").rfind("\n") + 1]
     if body == text:

@@ -101,9 +101,11 @@ class LocalWorker:
         self.info = self._wait_ready()
 
     def _wait_ready(self) -> dict:
-        if not self._conn.poll(READY_TIMEOUT_S):
+        # a variant with another backend exports, quantises or compiles before it is ready
+        timeout_s = READY_TIMEOUT_S * (1 if self.config.backend.is_plain() else 3)
+        if not self._conn.poll(timeout_s):
             self.kill()
-            raise UserError(f"{self.source}: pipeline: {self.config.pipeline} did not load within {READY_TIMEOUT_S:g} s")
+            raise UserError(f"{self.source}: pipeline: {self.config.pipeline} did not load within {timeout_s:g} s")
         try:
             message = self._conn.recv()
         except EOFError:
@@ -129,7 +131,7 @@ class LocalWorker:
         group = GroupOutcome(cases={case.case_id: CaseOutcome() for case in cases})
         spent = dict.fromkeys(by_id, 0.0)
         current, repeat, call_started = cases[0].case_id, 0, time.monotonic()
-        self._conn.send(("group", cases, next_refs))
+        self._start_group(cases, next_refs)
         while True:
             case = by_id[current]
             remaining = case.timeout_s - spent[current] - (time.monotonic() - call_started)
@@ -156,6 +158,32 @@ class LocalWorker:
                     apply_case_level_util(group.cases[case_id].rows, figure)
                 return group
 
+    def _start_group(self, cases: list[Case], next_refs: list[InputRef]) -> None:
+        self._conn.send(("group", cases, next_refs))
+
+    def _death_description(self) -> str:
+        """Why the worker is gone (it is reaped and killed first)."""
+        self.process.join(5)
+        self.kill()
+        return exit_description(self.process.exitcode)
+
+    def _start_level(self, task) -> None:
+        self._conn.send(("level", task))
+
+    def run_level(self, task) -> tuple[str, list[dict], list[dict], list[str]]:
+        """Send one throughput level (see Worker.run_level) and wait up to its ``timeout_s``:
+        ``("ok", rows, samples, notes)``, or ``(TIMEOUT or CRASH, [], [], [what happened])`` with
+        the worker killed (the caller records the level as failed and starts a new worker)."""
+        self._start_level(task)
+        message = self._receive(task.timeout_s)
+        if message == TIMEOUT:
+            self.kill()
+            return TIMEOUT, [], [], [f"no result within timeout_s={task.timeout_s:g} s; worker killed"]
+        if message == CRASH or message[0] == "worker_error":
+            detail = message[1] if message != CRASH else None
+            return CRASH, [], [], ["; ".join(filter(None, [detail, self._death_description()]))]
+        return "ok", message[1], message[2], message[3]
+
     def _receive(self, timeout_s: float):
         """The next message, or TIMEOUT when none came in time, or CRASH when the worker died."""
         try:
@@ -173,9 +201,7 @@ class LocalWorker:
             self.kill()
             error = f"no result within timeout_s={case.timeout_s:g} s; worker killed"
         else:
-            self.process.join(5)
-            self.kill()
-            error = "; ".join(filter(None, [detail, exit_description(self.process.exitcode)]))
+            error = "; ".join(filter(None, [detail, self._death_description()]))
         group.cases[case.case_id].rows += failure_rows(case, self.stages, repeat, kind, error)
         group.worker_lost, group.lost_case = kind, case.case_id
         group.log_tail = worker_log_tail(None, log_path=self.log_path)
@@ -196,3 +222,59 @@ class LocalWorker:
             self.process.kill()
         self.process.join(10)
         self._conn.close()
+
+
+class LocalExecutor:
+    """Worker processes on this machine: one per device (``--devices``), or ``--workers N``
+    on the CPU."""
+
+    kind = "local"
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def lanes(self, device: str) -> list:
+        from . import Lane
+
+        devices = local_devices(self.spec.devices, device, self.spec.workers)
+        return [Lane(f"w{i}", d) for i, d in enumerate(devices)]
+
+    def start_worker(self, lane, config: WorkerConfig, source: str, log_path: Path | None = None) -> LocalWorker:
+        return LocalWorker(config, source=source, log_path=log_path)
+
+    def describe(self) -> dict:
+        return self.spec.describe()
+
+    def close(self) -> None:
+        pass
+
+
+def local_devices(requested: tuple[str, ...], device: str, workers: int) -> list[str]:
+    """The device of each local worker: those of ``--devices`` (``all``: every CUDA device),
+    else ``workers`` workers on the suite's device (more than one only on the CPU: workers
+    sharing a GPU would measure each other)."""
+    family = "cuda" if device.startswith("cuda") else "cpu"
+    if not requested:
+        if workers > 1 and family == "cuda":
+            raise UserError(f"--workers: {workers} workers would share {device} and measure each other "
+                            "(expected --devices cuda:0,cuda:1 or all: one worker per GPU)")
+        return [device] * workers
+    if requested == ("all",):
+        if family != "cuda":
+            raise UserError("--devices: all means every CUDA device, and the suite runs on the CPU "
+                            "(expected --workers N for CPU workers, or device = \"cuda\")")
+        import torch
+        if torch.cuda.device_count() == 0:
+            raise UserError("--devices: all: no CUDA device is visible (expected a machine with GPUs)")
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    wrong = [d for d in requested if not d.startswith(family)]
+    if wrong:
+        raise UserError(f"--devices: {wrong[0]} does not fit the suite's device {device} "
+                        f"(expected {'cuda:N' if family == 'cuda' else 'cpu'} devices)")
+    if family == "cuda":
+        import torch
+        missing = [d for d in requested if int(d.split(":")[1]) >= torch.cuda.device_count()]
+        if missing:
+            raise UserError(f"--devices: {missing[0]} is not visible here "
+                            f"({torch.cuda.device_count()} CUDA device(s))")
+    return list(requested)
