@@ -2,14 +2,15 @@
 
 A user's pipeline factory needs only these names::
 
-    from benchrunner import Pipeline, Stage, Stream, current_chunk
+    from benchrunner import ModuleCall, Pipeline, Stage, Stream, current_chunk
 
 They are imported lazily, so commands that only read results do not pay for torch.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["ChunkContext", "Pipeline", "Stage", "Stream", "current_chunk", "__version__"]
+__all__ = ["ChunkContext", "LoadContext", "ModuleCall", "Pipeline", "Stage", "Stream", "current_chunk",
+           "current_load", "__version__"]
 
 
 def __getattr__(name: str):

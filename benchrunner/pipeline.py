@@ -28,19 +28,88 @@ class Stream:
     """Where the time axis of one named tensor is, and its rate in steps per second.
 
     ``rate_hz`` None means: infer it from each chunk's output length over the chunk's
-    duration (exact only when the stage keeps time proportional).
+    duration (exact only when the stage keeps time proportional). ``categorical`` marks an
+    output whose ``class_axis`` holds class scores (logits, probabilities): accuracy
+    against a reference variant then also reports how often the argmax agrees.
     """
 
     time_axis: int
     rate_hz: float | None = None
+    categorical: bool = False
+    class_axis: int = -1
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    """How a stage calls its ``torch.nn.Module``: the entries of the stage's input dict passed
+    as the module's positional arguments (``args``), the names its returned tensors take
+    (``returns``: one name for a tensor, several for a tuple), and which input entries pass
+    through to the stage's output (``keep``; None: all of them, overwritten by the returns).
+
+    Floating-point arguments are cast to the dtype the callee expects (``input_dtype``),
+    so a pipeline built in bfloat16, or a backend that changes precision, is fed right.
+    """
+
+    args: tuple[str, ...]
+    returns: tuple[str, ...]
+    keep: tuple[str, ...] | None = None
+
+    def bind(self, callee: Callable[..., Any], input_dtype: torch.dtype | None = None) -> Callable[[dict], dict]:
+        """The stage function ``dict -> dict`` that calls ``callee`` (a module, or what a
+        backend made of it) the way this call says."""
+        def run(value: dict) -> dict:
+            args = [_cast(value[name], input_dtype) for name in self.args]
+            result = callee(*args)
+            outputs = (result,) if torch.is_tensor(result) else tuple(result)
+            if len(outputs) != len(self.returns):
+                raise ValueError(f"the module returned {len(outputs)} values, ModuleCall.returns names "
+                                 f"{len(self.returns)}")
+            kept = value if self.keep is None else {k: value[k] for k in self.keep if k in value}
+            return {**kept, **dict(zip(self.returns, outputs))}
+        return run
+
+
+def _cast(value: Any, dtype: torch.dtype | None) -> Any:
+    if dtype is not None and torch.is_tensor(value) and value.is_floating_point() and value.dtype != dtype:
+        return value.to(dtype)
+    return value
+
+
+def module_dtype(module: torch.nn.Module) -> torch.dtype | None:
+    """The dtype of a module's first floating-point parameter (what its inputs must be)."""
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of a pipeline: ``fn(value) -> value``, run under ``torch.inference_mode``."""
+    """One step of a pipeline: ``fn(value) -> value``, run under ``torch.inference_mode``.
+
+    A stage that names its ``module`` and how it is ``call``ed (:class:`ModuleCall`) can be
+    run by other backends and precisions (suite variants with ``backend``, ``precision``,
+    ``quantize``); ``fn`` may then be left out and is built from the two. A stage with a
+    plain ``fn`` only runs as written (eager).
+
+    ``modules`` are the torch modules ``fn`` uses: declaring them lets the throughput
+    scenario place the stage on a device of its own (``stage_devices``); a stage with a
+    ``module`` has it as its one module unless ``modules`` says otherwise.
+    """
 
     name: str
-    fn: Callable[[Any], Any]
+    fn: Callable[[Any], Any] | None = None
+    module: torch.nn.Module | None = None
+    call: ModuleCall | None = None
+    modules: tuple = ()
+
+    def __post_init__(self):
+        if self.fn is None:
+            if self.module is None or self.call is None:
+                raise ValueError(f"stage {self.name!r}: give fn, or module and call")
+            object.__setattr__(self, "fn", self.call.bind(self.module, module_dtype(self.module)))
+        if self.module is not None and not self.modules:
+            object.__setattr__(self, "modules", (self.module,))
 
 
 @dataclass
@@ -124,6 +193,34 @@ def reset_current_chunk(token: contextvars.Token) -> None:
     _current_chunk.reset(token)
 
 
+@dataclass(frozen=True)
+class LoadContext:
+    """What a stage may ask in the throughput scenario (see :func:`current_load`): the level's
+    concurrency (clips in flight) and which clip of the level this call works on (0-based)."""
+
+    concurrency: int
+    clip: int
+
+
+_current_load: contextvars.ContextVar[LoadContext | None] = contextvars.ContextVar(
+    "benchrunner_current_load", default=None
+)
+
+
+def current_load() -> LoadContext | None:
+    """The load a stage runs under in the throughput scenario, or None in the latency scenario.
+    For fault injection ("fail at concurrency 8") and logging."""
+    return _current_load.get()
+
+
+def set_current_load(load: LoadContext | None) -> contextvars.Token:
+    return _current_load.set(load)
+
+
+def reset_current_load(token: contextvars.Token) -> None:
+    _current_load.reset(token)
+
+
 def resolve_factory(spec: str, *, source: str = "suite", field_name: str = "pipeline") -> Callable:
     """Import ``"package.module:function"``; a bad spec is a one-line :class:`UserError`."""
     module_name, sep, attr = spec.partition(":")
@@ -160,7 +257,7 @@ def load_pipeline(spec: str, args: Mapping[str, Any], *, device: str) -> Pipelin
         raise UserError(f"suite: pipeline: {spec} returned {type(pipeline).__name__}, expected benchrunner.Pipeline")
     if not pipeline.stages:
         raise UserError(f"suite: pipeline: {spec} returned a pipeline with no stages")
-    for module in pipeline.modules:
+    for module in [*pipeline.modules, *(s.module for s in pipeline.stages if s.module is not None)]:
         module.eval()
     pipeline.device = device
     return pipeline

@@ -51,3 +51,23 @@ def bench(tmp_path):
                               timeout=timeout, cwd=cwd or tmp_path, env=bench_env())
 
     return run
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A real PostgreSQL server's URL: BENCH_TEST_PG_URL (what .ci/run exports), else a server
+    started here from the PostgreSQL binaries for this session; skipped, saying why, without."""
+    url = os.environ.get("BENCH_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    from pg_server import PgServer, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no PostgreSQL: {reason}")
+    server = PgServer.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

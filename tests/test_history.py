@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +25,6 @@ from benchrunner.store.results import RunFiles, read_summary
 from conftest import bench_env
 
 SUITE = "nightly"
-PG_URL = os.environ.get("BENCH_TEST_PG_URL")
 CASES_MS = {"default/single/5s": 340.0, "default/chunked/45s": 3100.0, "default/hybrid@32/45s": 2900.0}
 DAY0 = datetime(2025, 3, 1, 2, 0, tzinfo=timezone.utc)
 
@@ -254,29 +252,56 @@ def test_two_writers_at_once(tmp_path, db):
         assert len(history.runs(SUITE)) == 4  # same run ids (same nights): the later recording won
 
 
-@pytest.mark.skipif(not PG_URL, reason="set BENCH_TEST_PG_URL (e.g. postgresql+psycopg://bench@127.0.0.1/hist) "
-                    "to run against PostgreSQL")
-def test_postgresql(tmp_path):
-    engine = create_engine(PG_URL)
+@pytest.fixture
+def pg_db(pg_url) -> str:
+    """The PostgreSQL database of ``pg_url``, emptied of benchrunner's tables."""
+    engine = create_engine(pg_url)
     with engine.begin() as conn:
         for table in ("case_summaries", "runs", "schema_version"):
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
     engine.dispose()
+    return pg_url
+
+
+def test_postgresql(tmp_path, pg_db):
+    """Two nightlies recording at once into a fresh database (both migrate it), then the
+    change point read back through bench history, and the marks."""
     step = "default/single/5s"
     for half in ("a", "b"):
         make_nights(tmp_path / half, 10, lambda c, i: 1.10 if c == step and i >= 5 else 1.0)
-    record_concurrently(PG_URL, [tmp_path / "a", tmp_path / "b"])
-    done = bench("history", SUITE, "--db", PG_URL, "--format", "json", cwd=tmp_path)
+    record_concurrently(pg_db, [tmp_path / "a", tmp_path / "b"])
+    done = bench("history", SUITE, "--db", pg_db, "--format", "json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     changes = {c["case_id"]: [ch["night"] for ch in c["changes"]] for c in json.loads(done.stdout)["cases"]}
     assert changes == {**dict.fromkeys(CASES_MS, []), step: [6]}
-    with open_history(PG_URL) as history:
+    with open_history(pg_db) as history:
         history.mark_run(history.runs(SUITE)[-1]["run_id"], regression=True)
         assert history.last_good_run(SUITE)["run_id"] == history.runs(SUITE)[-2]["run_id"]
 
 
+def test_postgresql_upgrade_from_v1(pg_db):
+    """A PostgreSQL database left at schema v1 is migrated in place, its rows kept."""
+    engine = create_engine(pg_db)
+    assert migrate(engine, target=1) == 0
+    with engine.begin() as conn:
+        assert "regression" not in {c["name"] for c in inspect(conn).get_columns("runs")}
+        conn.exec_driver_sql("insert into runs (run_id, suite, started_at, status, recorded_at) values "
+                             "('old-1', 'nightly', '2025-01-01T02:00:00.000+00:00', 'finished', "
+                             "'2025-01-01T05:00:00.000+00:00')")
+    with open_history(pg_db) as history:
+        assert history.last_good_run("nightly")["run_id"] == "old-1"
+        history.mark_run("old-1", regression=True)
+        assert history.runs("nightly")[0]["regression"] is True
+    with engine.connect() as conn:
+        versions = [r[0] for r in conn.exec_driver_sql("select version from schema_version order by version")]
+        assert {c["name"] for c in inspect(conn).get_columns("runs")} == set(RUNS.c.keys())
+        assert {c["name"] for c in inspect(conn).get_columns("case_summaries")} == set(CASES.c.keys())
+    engine.dispose()
+    assert versions == list(range(1, CURRENT_VERSION + 1))
+
+
 def test_bad_urls_are_one_line_with_the_password_masked(tmp_path):
-    assert mask_url("postgresql://bob:s3cret@db.example/bench") == "postgresql://bob:***@db.example/bench"
+    assert mask_url("postgresql://bob:s3cret@db.example/bench") == "postgresql://bob:[REDACTED]@db.example/bench"
     for url in ("postgresql+nosuchdriver://bob:s3cret@db.example/bench", "not a url"):
         done = bench("history", SUITE, "--db", url, cwd=tmp_path)
         assert done.returncode == 2 and "Traceback" not in done.stderr

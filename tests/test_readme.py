@@ -20,7 +20,7 @@ def readme_block(name: str) -> str:
 def test_readme_example_pipeline_runs_with_bench_run(tmp_path):
     (tmp_path / "mypipe.py").write_text(readme_block("example-pipeline"), encoding="utf-8")
     (tmp_path / "my-suite.toml").write_text(readme_block("example-suite"), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}  # this checkout's package
     result = subprocess.run([sys.executable, "-m", "benchrunner", "run", "my-suite.toml", "--repeats", "2"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -165,7 +165,12 @@ def test_cpu_utilisation_is_measured_for_every_repeat_even_short_ones(bench, wri
     totals = read_samples(run_dir_of(result.stdout)).query("stage == 'total'")
     one_core_pct = 100.0 / (os.cpu_count() or 1)  # a single thread spinning: one core's share
     assert set(totals["util_source"]) == {"cpu"}
-    assert totals["util_mean_pct"].between(0.4 * one_core_pct, 1.5 * one_core_pct).all(), totals["util_mean_pct"]
+    util = totals["util_mean_pct"]
+    # every repeat has a figure (a 30 ms repeat is shorter than the sampler's interval), and
+    # no more than one spinning thread can use; the lower bound is generous because at load
+    # 12 on 2 cores the scheduler gives a spinning thread a fraction of a core
+    assert util.notna().all() and (util <= 1.5 * one_core_pct).all(), util
+    assert (util >= 0.05 * one_core_pct).all() and util.median() >= 0.1 * one_core_pct, util
 
 
 def test_outputs_one_step_short_are_compared_on_their_common_steps(bench, write_suite, tmp_path):

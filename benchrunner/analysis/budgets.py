@@ -43,6 +43,7 @@ class BudgetResult:
     measured: float | None   # worst over the cases checked, in the budget's unit
     passed: bool
     detail: str
+    scenario: str = "latency"  # which rows were checked: latency (summary.csv) or throughput (throughput.csv)
 
     @property
     def is_minimum(self) -> bool:
@@ -56,10 +57,19 @@ def budgets_from_manifest(manifest: dict) -> list:
     return parse_budgets(raw, source)
 
 
-def check_budgets(summary: pd.DataFrame, budgets: list) -> list[BudgetResult]:
-    """One BudgetResult per budget (any object with metric, limit, clip_s, mode)."""
+def check_budgets(summary: pd.DataFrame, budgets: list, throughput: pd.DataFrame | None = None) -> list[BudgetResult]:
+    """One BudgetResult per budget (any object with metric, limit, clip_s, mode), plus one per
+    throughput-scenario budget (THROUGHPUT_METRICS) when ``throughput`` (throughput.csv) has
+    rows; a run of the throughput scenario alone checks those on throughput.csv only."""
     totals = summary[summary["stage"] == TOTAL_STAGE] if not summary.empty else summary
-    return [_check_one(totals, budget) for budget in budgets]
+    has_throughput = throughput is not None and not throughput.empty
+    results = []
+    for budget in budgets:
+        if not (has_throughput and budget.metric in THROUGHPUT_METRICS and totals.empty):
+            results.append(_check_one(totals, budget))
+        if has_throughput and budget.metric in THROUGHPUT_METRICS:
+            results.append(_check_throughput(throughput, budget))
+    return results
 
 
 def check_run(ref: str | Path | None, results_dir: Path = Path("results")) -> tuple[Path, list[BudgetResult]]:
@@ -67,10 +77,12 @@ def check_run(ref: str | Path | None, results_dir: Path = Path("results")) -> tu
     from ..store.results import read_summary
     from ..store.runs import read_manifest, resolve_run
 
+    from ..store.throughput import read_throughput
+
     path = resolve_run(ref, results_dir)
     if not (path / "summary.csv").is_file():
         raise UserError(f"{path / 'summary.csv'}: summary: file not found (expected a finished or interrupted run)")
-    return path, check_budgets(read_summary(path), budgets_from_manifest(read_manifest(path)))
+    return path, check_budgets(read_summary(path), budgets_from_manifest(read_manifest(path)), read_throughput(path))
 
 
 def _check_one(totals: pd.DataFrame, budget: Any) -> BudgetResult:
@@ -131,10 +143,80 @@ def _scope(budget: Any) -> str:
     return f"{clip}, {mode}"
 
 
-def _result(budget: Any, measured: float | None, passed: bool, detail: str) -> BudgetResult:
+def _result(budget: Any, measured: float | None, passed: bool, detail: str, scenario: str = "latency") -> BudgetResult:
     clip_s = None if budget.clip_s is None else float(budget.clip_s)
-    return BudgetResult(budget.metric, float(budget.limit), clip_s, budget.mode, measured, passed, detail)
+    return BudgetResult(budget.metric, float(budget.limit), clip_s, budget.mode, measured, passed, detail, scenario)
 
 
 def _fmt(value: float) -> str:
     return f"{value:.4g}"
+
+
+# -- the throughput scenario (throughput.csv) ----------------------------------------------
+
+THROUGHPUT_METRICS = ("throughput_clips_per_s", "p99_latency_ms")
+
+
+def _check_throughput(frame: pd.DataFrame, budget: Any) -> BudgetResult:
+    """A budget against the latency-throughput curves (one per variant, mode and clip length).
+
+    Per curve the level that counts is its knee (the most clips/s whose p99, or p90, stays
+    within the knee budget, marked in throughput.csv): ``throughput_clips_per_s`` is the knee's
+    clips/s (without a knee budget: the most clips/s of a level without failures), and
+    ``p99_latency_ms`` the knee's p99. The worst curve is reported; a curve with no knee, or a
+    knee measured on p90 because the levels had too few clips for a p99, fails with its fix.
+    """
+    from .throughput.curves import curves
+
+    scope = _scope(budget)
+    found = [(key, levels) for key, levels in curves(frame) if _curve_matches(levels.iloc[0], budget)]
+    if not found:
+        return _result(budget, None, False, f"throughput: no level matches ({scope})", "throughput")
+    values, problems = [], []
+    for _, levels in found:
+        value, problem = _curve_value(levels, budget.metric)
+        name = _curve_name(levels.iloc[0])
+        if problem:
+            problems.append(f"{name}: {problem}")
+        else:
+            values.append((value, name))
+    if problems:
+        return _result(budget, None, False, "throughput: " + "; ".join(problems[:3]), "throughput")
+    is_minimum = _METRICS[budget.metric][2]
+    measured, worst = (min if is_minimum else max)(values)
+    passed = measured >= budget.limit if is_minimum else measured <= budget.limit
+    sign = (">=" if passed else "<") if is_minimum else ("<=" if passed else ">")
+    return _result(budget, measured, passed, f"throughput: worst {worst}: {_fmt(measured)} {sign} "
+                                             f"{_fmt(budget.limit)} ({len(values)} curve(s), {scope})", "throughput")
+
+
+def _curve_value(levels: pd.DataFrame, metric: str) -> tuple[float | None, str]:
+    knee = levels[levels["knee"].astype(str) == "yes"]
+    budgeted = levels["knee_budget_ms"].notna().any()
+    if metric == "throughput_clips_per_s" and not budgeted:
+        usable = levels[levels["status"].isin(("ok", "unstable")) & (levels["failures"].fillna(0) == 0)]
+        values = pd.to_numeric(usable["throughput_clips_per_s"], errors="coerce").dropna()
+        return (float(values.max()), "") if len(values) else (None, "no level without failures")
+    if knee.empty:
+        if not budgeted:
+            return None, "no knee: set throughput.knee_latency_ms (or a p99_latency_ms budget)"
+        budget_ms = float(levels["knee_budget_ms"].dropna().iloc[0])
+        return None, f"no level keeps its tail latency within {budget_ms:g} ms without failures"
+    row = knee.iloc[0]
+    if metric == "throughput_clips_per_s":
+        return float(row["throughput_clips_per_s"]), ""
+    if pd.isna(row["latency_p99_ms"]):
+        return None, (f"p99 needs >= 100 clips per level, the knee (concurrency {int(row['concurrency'])}) has "
+                      f"{int(row['clips'])} (fix: longer windows, throughput.window_s)")
+    return float(row["latency_p99_ms"]), ""
+
+
+def _curve_matches(row: pd.Series, budget: Any) -> bool:
+    if budget.clip_s is not None and not math.isclose(float(row["clip_s"]), float(budget.clip_s)):
+        return False
+    return budget.mode is None or _mode_matches(row["mode"], row["threshold_s"], budget.mode)
+
+
+def _curve_name(row: pd.Series) -> str:
+    mode = f"hybrid@{float(row['threshold_s']):g}" if row["mode"] == "hybrid" else str(row["mode"])
+    return f"{row['variant']}/{mode}/{float(row['clip_s']):g}s"

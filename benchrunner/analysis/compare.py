@@ -25,8 +25,8 @@ import pandas as pd
 
 from ..errors import UserError
 from ..modespec import MODE_TEXT
-from ..store.results import CASE_KEY, INPUT_ERROR, OK, TOTAL_STAGE
-from ..store.runs import RunData, is_run_ref, load_run
+from ..store.results import CASE_KEY, INPUT_ERROR, OK, TOTAL_STAGE, hardware_of
+from ..store.runs import RunData, done_runs_newest_first, is_run_ref, load_run
 from . import stats
 
 ENV_FIELDS = ("gpu", "driver", "cuda", "torch", "commit", "cpu_model", "python")
@@ -51,7 +51,11 @@ METRICS = {
     # Utilisation is not a goal in itself: neutral words, never a regression.
     "util": MetricSpec("util_mean_pct", "%", ("lower", "higher"), None, False),
     "failure": MetricSpec(None, "failures", (stats.FEWER_FAILURES, stats.MORE_FAILURES), stats.MORE_FAILURES, False),
+    # the throughput scenario's rows (benchrunner/analysis/throughput/compare.py), level by level
+    "throughput": MetricSpec("throughput_clips_per_s", "clips/s", ("lower", "higher"), "lower", False),
+    "load_latency": MetricSpec("latency_ms", "ms", (stats.FASTER, stats.SLOWER), stats.SLOWER, False),
 }
+THROUGHPUT_METRICS = ("throughput", "load_latency")
 
 
 @dataclass(frozen=True)
@@ -148,18 +152,67 @@ def compare(a: str, b: str, *, run: str | Path | None = None, results_dir: Path 
     metric_spec(metric)
     if not 0.0 <= min_effect < 1.0:
         raise UserError(f"--min-effect: {min_effect:g} is not valid (expected a fraction in [0, 1), e.g. 0.02 for 2%)")
+    if metric in THROUGHPUT_METRICS:  # throughput.csv rows: analysis/throughput/compare.py (bench compare calls it)
+        raise UserError(f"--metric: {metric} compares throughput rows (expected "
+                        "benchrunner.analysis.throughput.compare.compare_throughput)")
     sel_a, sel_b = parse_mode_selector(a), parse_mode_selector(b)
     if run is None and sel_a is None and sel_b is None and is_run_ref(a, results_dir) \
             and is_run_ref(b, results_dir):
         return compare_runs(a, b, results_dir=results_dir, metric=metric, stage=stage,
                             all_stages=all_stages, min_effect=min_effect, seed=seed)
-    data = load_run(run, results_dir)
+    check_two_sides(a, b)
+    data, run_note = pick_run(a, b, run=run, results_dir=results_dir)
     frame_a, label_a = select(data, sel_a or _variant_selector(a, data, "A"))
     frame_b, label_b = select(data, sel_b or _variant_selector(b, data, "B"))
     result = compare_frames(frame_a, frame_b, a_label=label_a, b_label=label_b, metric=metric, stage=stage,
                             min_effect=min_effect, seed=seed, all_stages=all_stages)
-    notes = [f"run: {data.run_id} ({data.path})", *_status_notes(data), *result.notes]
+    notes = [run_note, *_status_notes(data), *result.notes]
     return replace(result, notes=notes)
+
+
+def check_two_sides(a: str, b: str) -> None:
+    """A and B must differ: comparing a mode or variant with itself has nothing to compare."""
+    if a.strip() == b.strip():
+        raise UserError(f"{a}: A and B are the same, so there is nothing to compare (expected two different "
+                        "modes, variants or runs, e.g. `bench compare hybrid chunked`)")
+
+
+def pick_run(a: str, b: str, *, run: str | Path | None, results_dir: Path) -> tuple[RunData, str]:
+    """The run that holds sides ``a`` and ``b``, and a note saying which it is: ``run`` when
+    given, else the newest finished or interrupted run of ``results_dir`` that has both
+    (newer runs without them are named in the note)."""
+    if run is not None:
+        data = load_run(run, results_dir)
+        return data, f"run: {data.run_id} ({data.path})"
+    passed: list[str] = []
+    for folder in done_runs_newest_first(results_dir):
+        try:
+            data = load_run(folder, results_dir)
+        except UserError:
+            passed.append(f"{folder.name} (unreadable)")
+            continue
+        if _has_side(data, a) and _has_side(data, b):
+            skipped = f"; newer runs without both: {', '.join(passed)}" if passed else ""
+            return data, f"run: {data.run_id} ({data.path}), the newest run with both {a} and {b}{skipped}"
+        passed.append(data.run_id)
+    raise UserError(f"{results_dir}: run: no finished or interrupted run has both {a!r} and {b!r} "
+                    f"(looked at {', '.join(passed[:5])}{', ...' if len(passed) > 5 else ''}; "
+                    "expected a run with both sides, or pass --run RUN)")
+
+
+def _has_side(data: RunData, text: str) -> bool:
+    """Whether ``data`` has rows for side ``text`` (a mode, variant/mode or a variant)."""
+    rows = data.samples
+    sel = parse_mode_selector(text)
+    if sel is None:
+        return text in _distinct(rows["variant"])
+    if sel.variant is not None:
+        rows = rows[rows["variant"] == sel.variant]
+    if sel.kind is not None:
+        rows = rows[rows["mode"] == sel.kind]
+        if sel.threshold_s is not None:
+            rows = rows[np.isclose(pd.to_numeric(rows["threshold_s"], errors="coerce"), sel.threshold_s)]
+    return not rows.empty
 
 
 def compare_runs(a: str | Path, b: str | Path, *, results_dir: Path = Path("results"), metric: str = "latency",
@@ -187,9 +240,14 @@ def expand_sides(a: str, b: str, *, run: str | Path | None = None,
     sel_a, sel_b = parse_mode_selector(a), parse_mode_selector(b)
     if run is None and sel_a is None and sel_b is None:
         return [(a, b)]  # two runs, or variants: nothing to expand
-    data = load_run(run, results_dir)
+    check_two_sides(a, b)
+    data, _ = pick_run(a, b, run=run, results_dir=results_dir)
     sides_a, sides_b = _hybrid_sides(a, sel_a, data), _hybrid_sides(b, sel_b, data)
-    return [(x, y) for x in sides_a for y in sides_b if x != y]
+    pairs = [(x, y) for x in sides_a for y in sides_b if x != y]
+    if not pairs:
+        raise UserError(f"{a} {b}: the sides name the same case ({sides_a[0]}), so there is nothing to compare "
+                        "(expected two different modes, variants or runs)")
+    return pairs
 
 
 def _hybrid_sides(text: str, sel: Selector | None, data: RunData) -> list[str]:
@@ -273,6 +331,9 @@ def compare_frames(samples_a: pd.DataFrame, samples_b: pd.DataFrame, *, a_label:
     only). Every row uses the same ``seed``, so the same data gives the same intervals.
     """
     spec = metric_spec(metric)
+    if metric in THROUGHPUT_METRICS:
+        raise UserError(f"--metric: {metric} compares throughput.csv rows (expected two runs or modes with "
+                        "scenario = \"throughput\")")
     stages = _stages(samples_a, samples_b, spec, stage, all_stages)
     keys = list(match_on) if match_on is not None else auto_match_keys(samples_a, samples_b)
     cases_a, cases_b = _cases(samples_a, keys), _cases(samples_b, keys)
@@ -424,7 +485,30 @@ def _notes(rows: list[CompareRow], spec: MetricSpec, metric: str, min_effect: fl
         notes.append("utilisation is shown next to latency, never instead of it: higher is not better "
                      "in itself, and no utilisation row counts as a regression")
     notes.extend(_same_path_note(cases_a, cases_b, common, a_label, b_label))
+    notes.extend(_hardware_notes(cases_a, cases_b, common, a_label, b_label))
     return notes
+
+
+def _hardware_notes(cases_a: dict, cases_b: dict, common: list[tuple], a_label: str, b_label: str) -> list[str]:
+    """A warning where the two sides of a matched case ran on different hardware (host or GPU
+    model): their difference is then partly the machines'. Sides without placement columns
+    (runs before schema 3) are not judged."""
+    differing = []
+    for key in common:
+        hw_a, hw_b = hardware_of(cases_a[key]), hardware_of(cases_b[key])
+        if hw_a and hw_b and hw_a != hw_b:
+            differing.append((float(cases_a[key]["clip_s"].iloc[0]), _hardware_text(hw_a), _hardware_text(hw_b)))
+    if not differing:
+        return []
+    clip_s, text_a, text_b = differing[0]
+    clips = ", ".join(sorted({f"{c:g} s" for c, _, _ in differing}))
+    return [f"warning: {a_label} and {b_label} ran on different hardware at {clips} "
+            f"(e.g. {text_a} vs {text_b}): part of any difference is the machines'; "
+            "fix: compare runs from the same host and GPU model (bench run --devices, or one Ray node type)"]
+
+
+def _hardware_text(hardware: set[tuple[str, str]]) -> str:
+    return " + ".join(f"{host}/{gpu or 'cpu'}" for host, gpu in sorted(hardware))
 
 
 def _method_note(metric: str, min_effect: float, seed: int) -> str:
@@ -494,3 +578,148 @@ def _distinct(series: pd.Series) -> list[str]:
 def _mode_label(kind, threshold_s) -> str:
     threshold_s = _plain(threshold_s)
     return f"{kind}@{float(threshold_s):g}" if threshold_s is not None and kind == "hybrid" else str(kind)
+
+
+# -- variants side by side: the report's variants table and the digest's best-variant line ---
+
+
+@dataclass(frozen=True)
+class VariantCase:
+    """One variant in one mode at one clip length, against the reference variant's same case."""
+
+    variant: str
+    mode: str
+    clip_s: float
+    n: int
+    failures: int
+    n_total: int
+    latency_p50_ms: float | None
+    speedup: float | None          # reference median latency / this median latency
+    speedup_ci: tuple[float, float] | None  # 95% percentile bootstrap of that ratio (stats.bootstrap_ratio_ci)
+    peak_mem_bytes: float | None
+    param_bytes: float | None
+    file_bytes: float | None
+    setup_ms: float | None
+    snr_db: float | None
+    max_abs_err: float | None
+    argmax_agree_pct: float | None
+    backend: str
+
+
+@dataclass(frozen=True)
+class Best:
+    variant: str
+    geomean_speedup: float
+    worst_snr_db: float | None
+    worst_max_abs_err: float | None
+    excluded: dict[str, str]  # variant -> why it was not a candidate
+
+
+def suite_accuracy(manifest: dict) -> tuple[str | None, float | None, float | None]:
+    """(reference_variant, min_snr_db, max_abs_err) of the run's suite, as loaded."""
+    raw = (manifest.get("suite") or {}).get("as_loaded") or {}
+    bound = raw.get("accuracy") or {}
+    return raw.get("reference_variant"), bound.get("min_snr_db"), bound.get("max_abs_err")
+
+
+def _variant_number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _variant_mode_label(row: pd.Series) -> str:
+    threshold = _variant_number(row.get("threshold_s"))
+    return f"{row['mode']}@{threshold:g}" if row["mode"] == "hybrid" and threshold is not None else str(row["mode"])
+
+
+def _ok_total_latencies(samples: pd.DataFrame, case_id: str) -> np.ndarray:
+    rows = samples[(samples["case_id"] == case_id) & (samples["stage"] == TOTAL_STAGE) & (samples["status"] == "ok")]
+    return pd.to_numeric(rows["latency_ms"], errors="coerce").dropna().to_numpy()
+
+
+def variant_cases(summary: pd.DataFrame, samples: pd.DataFrame, reference: str | None) -> list[VariantCase]:
+    """Every variant's total row, with its speed-up over the reference variant's same mode and
+    clip length (the first variant of the run when the suite names no reference)."""
+    totals = summary[summary["stage"] == TOTAL_STAGE]
+    if totals.empty:
+        return []
+    reference = reference if reference in set(totals["variant"]) else str(totals.iloc[0]["variant"])
+    ref_cases = {(_variant_mode_label(r), float(r["clip_s"])): r for _, r in totals[totals["variant"] == reference].iterrows()}
+    found = []
+    for _, row in totals.iterrows():
+        key = (_variant_mode_label(row), float(row["clip_s"]))
+        speedup, ci = None, None
+        ref = ref_cases.get(key)
+        if ref is not None:
+            mine, theirs = _ok_total_latencies(samples, row["case_id"]), _ok_total_latencies(samples, ref["case_id"])
+            if len(mine) >= 2 and len(theirs) >= 2:
+                speedup, low, high = stats.bootstrap_ratio_ci(mine, theirs)
+                ci = (low, high)
+            elif _variant_number(row["latency_p50_ms"]) and _variant_number(ref["latency_p50_ms"]):
+                speedup = _variant_number(ref["latency_p50_ms"]) / _variant_number(row["latency_p50_ms"])
+        found.append(VariantCase(
+            variant=str(row["variant"]), mode=key[0], clip_s=key[1], n=int(_variant_number(row["n"]) or 0),
+            failures=int(_variant_number(row["failures"]) or 0), n_total=int(_variant_number(row["n_total"]) or 0),
+            latency_p50_ms=_variant_number(row["latency_p50_ms"]), speedup=speedup, speedup_ci=ci,
+            peak_mem_bytes=_variant_number(row.get("peak_mem_bytes")), param_bytes=_variant_number(row.get("variant_param_bytes")),
+            file_bytes=_variant_number(row.get("variant_file_bytes")), setup_ms=_variant_number(row.get("variant_setup_ms")),
+            snr_db=_variant_number(row.get("accuracy_snr_db")), max_abs_err=_variant_number(row.get("accuracy_max_abs_err")),
+            argmax_agree_pct=_variant_number(row.get("accuracy_argmax_agree_pct")),
+            backend=str(row.get("variant_backend") if isinstance(row.get("variant_backend"), str) else ""),
+        ))
+    return found
+
+
+def best_variant(cases: list[VariantCase], min_snr_db: float | None, max_abs_err: float | None) -> Best | None:
+    """The variant with the highest geometric-mean speed-up over its cases among those with no
+    failed repeat and, in every case, accuracy within the bound (SNR >= min_snr_db, max abs
+    error <= max_abs_err; a blank accuracy figure does not pass a bound it is needed for)."""
+    by_variant: dict[str, list[VariantCase]] = {}
+    for case in cases:
+        by_variant.setdefault(case.variant, []).append(case)
+    excluded: dict[str, str] = {}
+    scored: list[tuple[float, str]] = []
+    for variant, mine in by_variant.items():
+        failed = sum(c.failures for c in mine)
+        if failed:
+            excluded[variant] = f"{failed} failed repeat(s)"
+            continue
+        if min_snr_db is not None:
+            worst = min((c.snr_db if c.snr_db is not None else -math.inf) for c in mine)
+            if worst < min_snr_db:
+                excluded[variant] = f"SNR {worst:.1f} dB < {min_snr_db:g} dB"
+                continue
+        if max_abs_err is not None:
+            worst = max((c.max_abs_err if c.max_abs_err is not None else math.inf) for c in mine)
+            if worst > max_abs_err:
+                excluded[variant] = f"max abs error {worst:.3g} > {max_abs_err:g}"
+                continue
+        speedups = [c.speedup for c in mine if c.speedup]
+        if len(speedups) != len(mine):
+            excluded[variant] = "no speed-up for every case"
+            continue
+        scored.append((float(np.exp(np.mean(np.log(speedups)))), variant))
+    if not scored:
+        return None
+    geomean, variant = max(scored)
+    mine = by_variant[variant]
+    snrs = [c.snr_db for c in mine if c.snr_db is not None]
+    errs = [c.max_abs_err for c in mine if c.max_abs_err is not None]
+    return Best(variant, geomean, min(snrs) if snrs else None, max(errs) if errs else None, excluded)
+
+
+def best_variant_line(best: Best | None, reference: str | None, min_snr_db: float | None,
+                      max_abs_err: float | None) -> str:
+    """One sentence for the report and the digest."""
+    bound = " and ".join(b for b in (f"SNR >= {min_snr_db:g} dB" if min_snr_db is not None else "",
+                                     f"max abs error <= {max_abs_err:g}" if max_abs_err is not None else "") if b)
+    within = f"within {bound} of {reference}" if bound else "(no accuracy bound in the suite)"
+    if best is None:
+        return f"No variant ran without failures {within}."
+    snr = "" if best.worst_snr_db is None else (
+        ", worst SNR inf dB" if math.isinf(best.worst_snr_db) else f", worst SNR {best.worst_snr_db:.1f} dB")
+    return (f"Best variant {within}: {best.variant}, {best.geomean_speedup:.2f}x the reference's speed "
+            f"(geometric mean over its cases){snr}.")

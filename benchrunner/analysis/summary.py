@@ -17,7 +17,9 @@ SUMMARY_COLUMNS = [
     "peak_mem_bytes", "peak_mem_growth_bytes", "peak_mem_reserved_bytes", "reserved_growth_bytes",
     "device_mem_bytes", "mem_source",
     "util_mean_pct", "util_p95_pct", "util_source", "io_wait_mean_ms", "chunks", "retries",
-    "quality_snr_db", "quality_max_abs_err", "device", "output_nonfinite",
+    "quality_snr_db", "quality_max_abs_err", "accuracy_reference", "accuracy_snr_db", "accuracy_max_abs_err",
+    "accuracy_mean_abs_err", "accuracy_argmax_agree_pct", "variant_backend", "variant_param_bytes",
+    "variant_file_bytes", "variant_setup_ms", "device", "output_nonfinite",
 ]
 
 
@@ -25,7 +27,9 @@ def summarise(samples: pd.DataFrame) -> pd.DataFrame:
     """Per case and stage: latency percentiles (blank where n cannot support them), failures
     by kind with counts, throughput (clips/s = 1000 / mean total latency), real-time factor
     (median latency / clip length), peak memory (max over repeats), utilisation (mean of the
-    repeats' means, max of their p95s), chunks, retries and quality (median SNR, max error)."""
+    repeats' means, max of their p95s), chunks, retries, quality (median SNR, max error),
+    accuracy against the reference variant (median SNR, max of the max errors, mean of the
+    mean errors, lowest argmax agreement) and the variant's size and set-up cost."""
     if samples.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     rows = [_summarise_group(group) for _, group in samples.groupby(["case_id", "stage"], sort=False)]
@@ -80,6 +84,15 @@ def _total_figures(group: pd.DataFrame, ok: pd.DataFrame, mean_ms: float | None,
         "quality_snr_db": _median(ok["quality_snr_db"]),
         "quality_max_abs_err": _max(ok["quality_max_abs_err"]),
         "output_nonfinite": _nonfinite(group),
+        "accuracy_reference": _join(ok["accuracy_reference"]),
+        "accuracy_snr_db": _median(ok["accuracy_snr_db"]),
+        "accuracy_max_abs_err": _max(ok["accuracy_max_abs_err"]),
+        "accuracy_mean_abs_err": _mean(ok["accuracy_mean_abs_err"]),
+        "accuracy_argmax_agree_pct": _min(ok["accuracy_argmax_agree_pct"]),
+        "variant_backend": _join(group["variant_backend"]),
+        "variant_param_bytes": _max(group["variant_param_bytes"]),
+        "variant_file_bytes": _max(group["variant_file_bytes"]),
+        "variant_setup_ms": _max(group["variant_setup_ms"]),
     }
 
 
@@ -98,6 +111,11 @@ def _values(series: pd.Series) -> pd.Series:
 def _max(series: pd.Series) -> float | None:
     values = _values(series)
     return float(values.max()) if len(values) else None
+
+
+def _min(series: pd.Series) -> float | None:
+    values = _values(series)
+    return float(values.min()) if len(values) else None
 
 
 def _mean(series: pd.Series) -> float | None:

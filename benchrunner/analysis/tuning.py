@@ -109,6 +109,8 @@ def tune_run(ref: str | Path | None, results_dir: Path = Path("results"), *, mem
     from ..store.results import read_summary
     from ..store.runs import load_run
 
+    check_tune_options(memory_budget_gb=memory_budget_gb, min_snr_db=min_snr_db, gpu_memory_gb=gpu_memory_gb,
+                       safety_margin=safety_margin)
     data = load_run(ref, results_dir)
     summary = read_summary(data.path) if (data.path / "summary.csv").is_file() else None
     budget_gb, budget_from = (memory_budget_gb, "--memory-budget-gb") if memory_budget_gb is not None \
@@ -119,6 +121,23 @@ def tune_run(ref: str | Path | None, results_dir: Path = Path("results"), *, mem
     budget_note = f"memory budget {budget_gb:g} GiB from {budget_from}" if budget_gb is not None else \
         "no memory budget (fix: --memory-budget-gb, or peak_memory_gb in the suite's budgets)"
     return replace(result, notes=[f"run: {data.run_id} ({data.path})", budget_note, *result.notes])
+
+
+def check_tune_options(*, memory_budget_gb: float | None, min_snr_db: float | None, gpu_memory_gb: float | None,
+                       safety_margin: float) -> None:
+    """Bad option values are bad input before anything is read: sizes positive and finite,
+    the SNR bound a finite number of dB, the safety margin a fraction in [0, 1)."""
+    def finite(value) -> bool:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+
+    for option, value in (("--memory-budget-gb", memory_budget_gb), ("--gpu-memory-gb", gpu_memory_gb)):
+        if value is not None and not (finite(value) and value > 0):
+            raise UserError(f"{option}: {value:g} is not valid (expected a positive size in GiB, e.g. 80)")
+    if min_snr_db is not None and not finite(min_snr_db):
+        raise UserError(f"--min-snr-db: {min_snr_db:g} is not valid (expected a finite number of dB, e.g. 30; "
+                        "--no-quality-bound drops the bound)")
+    if not (finite(safety_margin) and 0.0 <= safety_margin < 1.0):
+        raise UserError(f"--safety-margin: {safety_margin:g} is not valid (expected a fraction in [0, 1), e.g. 0.1)")
 
 
 def _suite_memory_budget_gb(manifest: dict) -> float | None:

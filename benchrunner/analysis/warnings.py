@@ -183,3 +183,26 @@ def quality_warnings(problems: list[str]) -> list[ValidityWarning]:
         f"(first: {problems[0]})",
         "make every output stream's length proportional to the input (declare Stream rate_hz in "
         "Pipeline.outputs) so the merged output has the single pass's shape")]
+
+
+def placement_warnings(samples: pd.DataFrame) -> list[ValidityWarning]:
+    """The cases of one variant and clip length are compared with each other (modes side by
+    side), so they should have run on one device. The runner keeps each group on one worker;
+    this says so when they did not (a worker lost mid-group, its Ray node gone, a resume on
+    other workers)."""
+    if samples.empty or "worker" not in samples.columns:
+        return []
+    placed = samples[samples["host"].fillna("").astype(str) != ""]
+    devices = placed.assign(where=placed["host"].astype(str) + "/" + placed["gpu"].fillna("").astype(str)
+                            + "/" + placed["worker"].fillna("").astype(str))
+    mixed = devices.groupby(["variant", "clip_s"])["where"].nunique()
+    mixed = mixed[mixed > 1]
+    if mixed.empty:
+        return []
+    shown = ", ".join(f"{variant} {clip_s:g} s" for variant, clip_s in mixed.index[:5])
+    return [ValidityWarning(
+        "mixed_devices",
+        f"the modes of {len(mixed)} clip length(s) ran on more than one worker or device ({shown}), "
+        "so comparing them there mixes devices",
+        "re-run those clip lengths (bench run --lengths ...) so each runs on one worker, or compare "
+        "runs made on one device (--devices cuda:0)")]

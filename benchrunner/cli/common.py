@@ -12,7 +12,7 @@ from functools import wraps
 
 import click
 
-from ..errors import BenchError, Interrupted, StorageError, UserError
+from ..errors import BenchError, Interrupted, StorageError, UserError, scrub
 
 
 def fail_cleanly(fn):
@@ -25,7 +25,7 @@ def fail_cleanly(fn):
         except Interrupted as exc:
             run_id = getattr(exc, "run_id", None)
             hint = f"; run {run_id} marked interrupted, finish it with: bench run --resume {run_id}" if run_id else ""
-            click.echo(f"bench: {exc}{hint}", err=True)
+            click.echo(scrub(f"bench: {exc}{hint}"), err=True)
             sys.exit(exc.exit_code)
         except StorageError as exc:
             run_id = getattr(exc, "run_id", None)
@@ -34,7 +34,7 @@ def fail_cleanly(fn):
             click.echo(f"bench: error: {exc}{hint}", err=True)
             sys.exit(exc.exit_code)
         except BenchError as exc:
-            click.echo(f"bench: error: {exc}", err=True)
+            click.echo(scrub(f"bench: error: {exc}"), err=True)
             sys.exit(exc.exit_code)
         except OSError as exc:  # a file-system error the core did not expect: one line, exit 74
             error = StorageError(exc)
@@ -102,3 +102,24 @@ def signals_raise_interrupted():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def executor_options(fn):
+    """--executor, --devices, --workers, --ray-address (bench run and bench nightly)."""
+    for option in reversed([
+        click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True, help="Where workers run: local processes, or Ray actors on a cluster."),
+        click.option("--devices", help="One worker per device: cuda:0,cuda:1 or all (every GPU; on Ray, "
+                                       "one actor per GPU of the cluster)."),
+        click.option("--workers", type=int, help="Workers on the suite's device when it is the CPU "
+                                                 "(Ray: CPU slots); default 1."),
+        click.option("--ray-address", help="A running Ray cluster's address (default: start a local one)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def executor_from_options(executor_kind, devices, workers, ray_address):
+    from ..run.executors import executor_spec
+
+    return executor_spec(executor_kind, devices, workers, ray_address)

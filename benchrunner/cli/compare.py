@@ -82,7 +82,9 @@ def _compare_command(fail_cleanly) -> click.Command:
     @click.argument("b")
     @click.option("--run", "run_ref", help="Run id or folder holding A and B (default: the latest run).")
     @_results_dir_option
-    @click.option("--metric", default="latency", show_default=True, help="latency, memory, util or failure.")
+    @click.option("--metric", default="latency", show_default=True,
+                  help="latency, memory, util or failure; throughput or load_latency compare the throughput "
+                       "scenario's rows, level by level.")
     @click.option("--stage", default="total", show_default=True, help="Pipeline stage (total = end to end).")
     @click.option("--all-stages", is_flag=True, help="A row per stage as well as end to end.")
     @click.option("--min-effect", type=float, default=0.02, show_default=True,
@@ -96,12 +98,18 @@ def _compare_command(fail_cleanly) -> click.Command:
         """Compare B against A (ratio B/A): two modes (hybrid@32 chunked), two variants (fp16 fp32,
         or fp16/hybrid@32), or two runs (ids or paths). A bare hybrid in a run with several
         thresholds compares each threshold, one table each."""
-        from ..analysis.compare import compare, expand_sides
+        from ..analysis.compare import THROUGHPUT_METRICS, compare, expand_sides
         from ..formats.documents import compare_document
 
-        results = [compare(x, y, run=run_ref, results_dir=results_dir, metric=metric, stage=stage,
-                           all_stages=all_stages, min_effect=min_effect, seed=seed)
-                   for x, y in expand_sides(a, b, run=run_ref, results_dir=results_dir)]
+        if metric in THROUGHPUT_METRICS:  # the throughput scenario's rows, level by level
+            from ..analysis.throughput.compare import compare_throughput
+
+            results = [compare_throughput(a, b, run=run_ref, results_dir=results_dir, metric=metric,
+                                          min_effect=min_effect, seed=seed)]
+        else:
+            results = [compare(x, y, run=run_ref, results_dir=results_dir, metric=metric, stage=stage,
+                               all_stages=all_stages, min_effect=min_effect, seed=seed)
+                       for x, y in expand_sides(a, b, run=run_ref, results_dir=results_dir)]
         _emit_many([compare_document(r) for r in results], [(r.a_label, r.b_label) for r in results], fmt)
         if fail_on_regression and any(r.regressions() for r in results):
             sys.exit(1)

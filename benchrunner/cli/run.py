@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import fail_cleanly, signals_raise_interrupted, suite_overrides
+from .common import executor_from_options, executor_options, fail_cleanly, signals_raise_interrupted, suite_overrides
 
 
 def register(main: click.Group) -> None:
@@ -36,9 +36,10 @@ def register(main: click.Group) -> None:
 @click.option("--force", is_flag=True, help="With --resume: go on although the suite or environment changed.")
 @click.option("--wait", is_flag=True, help="Wait for a lock held by another run instead of exiting 3.")
 @click.option("--tune", is_flag=True, help="After the run, recommend a hybrid threshold (as bench tune-threshold).")
+@executor_options
 @fail_cleanly
 def run(suite_file, lengths, modes, repeats, warmup, device, timeout, memory_limit_gb, variants, set_items, out,
-        run_id, resume, force, wait, tune):
+        run_id, resume, force, wait, tune, executor_kind, devices, workers, ray_address):
     """Sweep clip lengths x modes x variants of SUITE_FILE and write samples.csv, summary.csv
     and manifest.json into a run folder. Interrupted (SIGINT/SIGTERM): summaries of what
     finished are written, the run is marked interrupted, exit 130/143; --resume finishes it."""
@@ -52,13 +53,14 @@ def run(suite_file, lengths, modes, repeats, warmup, device, timeout, memory_lim
     suite = load_suite(suite_file, overrides) if suite_file else None
     if suite is not None and variants:
         suite = _only_variants(suite, variants)
+    executor = executor_from_options(executor_kind, devices, workers, ray_address)
     with ProgressPrinter() as progress, signals_raise_interrupted():
         if resume:
             result = resume_run(resume, out_dir=out, suite=suite, argv=sys.argv, on_event=progress.handle,
-                                force=force, wait=wait)
+                                force=force, wait=wait, executor=executor)
         else:
             result = run_suite(suite, out_dir=out, argv=sys.argv, on_event=progress.handle, run_id=run_id,
-                               wait=wait)
+                               wait=wait, executor=executor)
     click.echo(f"samples:  {result.run_dir / 'samples.csv'}")
     click.echo(f"summary:  {result.run_dir / 'summary.csv'}")
     click.echo(f"manifest: {result.run_dir / 'manifest.json'}")
@@ -83,7 +85,9 @@ def _only_variants(suite, names: str):
     if unknown:
         raise UserError(f"--variants: {unknown[0]!r} is not a variant of {suite.path} "
                         f"(expected one of {', '.join(suite.variants)})")
-    return replace(suite, variants={n: suite.variants[n] for n in wanted})
+    # without its reference variant a run has nothing to compare outputs with: accuracy stays blank
+    reference = suite.reference_variant if suite.reference_variant in wanted else None
+    return replace(suite, variants={n: suite.variants[n] for n in wanted}, reference_variant=reference)
 
 
 @click.command()

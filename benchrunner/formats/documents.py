@@ -82,7 +82,8 @@ def compare_payload(result) -> dict[str, Any]:
 def _compare_record(result, row) -> dict[str, Any]:
     tone = _REGRESSION_TONE.get(row.verdict, "muted")
     if row.verdict in ("lower", "higher"):
-        tone = "neutral" if result.metric == "util" else ("good" if row.verdict == "lower" else "bad")
+        good = "higher" if result.metric == "throughput" else "lower"  # more clips/s is the improvement
+        tone = "neutral" if result.metric == "util" else ("good" if row.verdict == good else "bad")
     change = None if row.ratio is None else row.ratio - 1.0
     return {**asdict(row), "unit": result.unit, "change": change, "_tone": tone}
 
@@ -264,4 +265,5 @@ def check_document(run_dir, results) -> Document:
 
 def _budget_scope(result) -> str:
     clip = "all clips" if result.clip_s is None else f"{result.clip_s:g} s"
-    return clip + ("" if result.mode is None else f", {result.mode}")
+    scenario = "throughput: " if getattr(result, "scenario", "latency") == "throughput" else ""
+    return scenario + clip + ("" if result.mode is None else f", {result.mode}")

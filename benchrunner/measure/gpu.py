@@ -177,3 +177,15 @@ def open_sampler_backend(device: str, *, nvml: Any = None,
     """A sampler backend of its own for ``device`` (a GpuBackend, or :class:`CpuBackend` with
     the reason); the caller closes it. The worker shares one through :class:`WorkerGpu`."""
     return WorkerGpu(device, nvml=nvml, identity=identity).sampler_backend()
+
+
+def describe_gpu(device: str) -> str:
+    """The GPU a worker measures on, as samples.csv's ``gpu`` column records it: its name and
+    UUID (the UUID is the same whatever CUDA_VISIBLE_DEVICES renumbers); blank off CUDA."""
+    if not device.startswith("cuda"):
+        return ""
+    import torch
+
+    index, uuid = torch_device_identity(device)
+    name = torch.cuda.get_device_properties(index).name
+    return f"{name} (GPU-{uuid})" if uuid else f"{name} (cuda:{index})"

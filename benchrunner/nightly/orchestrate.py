@@ -25,6 +25,7 @@ from typing import Callable
 from ..errors import BenchError, Interrupted, NotifyError, UserError
 from ..store.locks import FileLock
 from ..store.results import read_manifest, read_summary
+from ..store.runs import run_dir_for
 from ..suite import Suite
 
 EXIT_OK, EXIT_REGRESSION, EXIT_NOTIFY, EXIT_RUN, EXIT_REPORT, EXIT_HISTORY = 0, 1, 4, 5, 6, 7
@@ -82,7 +83,7 @@ def run_nightly(suite: Suite, *, baseline: str = "last-good", channel: str | Non
                 db_url: str | None = None, results_dir: Path | None = None, reports_dir: Path = Path("reports"),
                 thread_ts: str | None = None, dry_run: bool = False, wait: bool = False,
                 on_event: Callable[..., None] | None = None, argv: list[str] | None = None,
-                token_env: str = "SLACK_BOT_TOKEN") -> NightlyResult:
+                token_env: str = "SLACK_BOT_TOKEN", executor=None) -> NightlyResult:
     """The whole chain under the suite's nightly lock; steps after a failed one still run
     where they can (a failed report still gets a digest posted, saying so)."""
     from ..store.history import default_db_url
@@ -91,7 +92,7 @@ def run_nightly(suite: Suite, *, baseline: str = "last-good", channel: str | Non
     result = NightlyResult()
     emit = on_event or (lambda *a, **k: None)
     with nightly_lock(suite, results_dir).acquire(wait=wait):
-        result.run_dir = _run_step(suite, results_dir, argv, on_event, result)
+        result.run_dir = _run_step(suite, results_dir, argv, on_event, result, executor)
         if result.run_dir is None:
             return result
         db_url = db_url or default_db_url(results_dir)
@@ -111,7 +112,7 @@ def _fail(result: NightlyResult, code: int, text: str) -> None:
         result.exit_code = code
 
 
-def _run_step(suite, results_dir, argv, on_event, result) -> Path | None:
+def _run_step(suite, results_dir, argv, on_event, result, executor=None) -> Path | None:
     """Today's nightly: a new run, or the interrupted one of the same suite and day resumed."""
     from ..run.runner import resume_run, run_suite
 
@@ -121,9 +122,9 @@ def _run_step(suite, results_dir, argv, on_event, result) -> Path | None:
     if manifest.exists() and _check_same_suite(run_dir, suite)["status"] == "finished":
         return run_dir
     if manifest.exists():
-        run = resume_run(str(run_dir), suite=suite, argv=argv, on_event=on_event)
+        run = resume_run(str(run_dir), suite=suite, argv=argv, on_event=on_event, executor=executor)
     else:
-        run = run_suite(suite, out_dir=results_dir, argv=argv, on_event=on_event, run_id=run_id)
+        run = run_suite(suite, out_dir=results_dir, argv=argv, on_event=on_event, run_id=run_id, executor=executor)
     if run.status != "finished":
         _fail(result, EXIT_RUN, f"run {run.run_id} ended {run.status}")
         return None
@@ -162,7 +163,7 @@ def _baseline_step(history, baseline: str, suite: Suite, result: NightlyResult, 
     if good is None:
         result.notes.append("no earlier good nightly to compare with: this run becomes the baseline")
         return None
-    folder = Path(good.get("run_dir") or results_dir / good["run_id"])
+    folder = Path(good.get("run_dir") or run_dir_for(results_dir, good["run_id"], "history: run_id"))
     if not (folder / "samples.csv").exists():
         _fail(result, EXIT_HISTORY, f"baseline {good['run_id']}: its run folder {folder} is gone (pruned?)")
         return None
@@ -178,8 +179,10 @@ def _judge_step(history, suite: Suite, result: NightlyResult) -> None:
         for metric in ("latency", "memory", "failure"):
             compared = compare_runs(result.baseline, result.run_dir, metric=metric)
             result.alerts += [_regression_text(compared, row) for row in compared.regressions()]
-    breaches = [b for b in check_budgets(read_summary(result.run_dir),
-                                         budgets_from_manifest(read_manifest(result.run_dir))) if not b.passed]
+    from ..store.throughput import read_throughput
+
+    breaches = [b for b in check_budgets(read_summary(result.run_dir), budgets_from_manifest(read_manifest(
+        result.run_dir)), read_throughput(result.run_dir)) if not b.passed]
     result.alerts += [f"budget breached: {b.detail}" for b in breaches]
     if history is not None:
         result.alerts += _change_alerts(history, suite)
@@ -213,7 +216,8 @@ def _report_step(result: NightlyResult, reports_dir: Path, db_url: str | None = 
 
     run_id = read_manifest(result.run_dir)["run_id"]
     try:
-        written = write_reports(result.run_dir, against=result.baseline, out=reports_dir / run_id, db_url=db_url)
+        written = write_reports(result.run_dir, against=result.baseline, out=run_dir_for(reports_dir, run_id),
+                                db_url=db_url)
         result.report_dir = written.out_dir
     except Interrupted:  # SIGTERM/SIGINT while writing: stop here, post nothing, mark nothing
         raise

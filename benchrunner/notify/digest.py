@@ -61,6 +61,7 @@ class DigestInput:
     alerts: list[str]  # regressions and budget breaches, shown after the answers
     report_name: str | None = None
     answers: list[tuple[str, str]] = ()  # (topic, sentence): the report's page 1, shown first
+    variants_line: str | None = None  # the best variant within the accuracy bound (runs with variants)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,13 @@ def _alerts_text(alerts: list[str]) -> str:
     return "\n".join([head] + [f"\u2022 {escape_mrkdwn(a)}" for a in alerts])
 
 
+def _variants_blocks(d: DigestInput) -> list[dict]:
+    """A run that compares backends or precisions: which variant is best within the bound."""
+    if not d.variants_line:
+        return []
+    return [_section(fit(f":scales: {escape_mrkdwn(d.variants_line)}", MAX_FIELD_CHARS))]
+
+
 def _context_block(d: DigestInput) -> dict:
     commit = f"commit `{escape_mrkdwn(d.commit[:12])}`" if d.commit else "commit unknown"
     gpu = escape_mrkdwn(d.gpu) if d.gpu else "CPU only"
@@ -194,6 +202,8 @@ def _fallback_text(d: DigestInput) -> str:
         lines.extend(f"- {a}" for a in d.alerts)
     else:
         lines.append(NO_ALERTS)
+    if d.variants_line:
+        lines.append(d.variants_line)
     for m in d.modes:
         lines.append(f"{m.mode}: " + ", ".join(f"{label} {value}" for label, value in _mode_summary(m)))
     lines.append(f"commit {d.commit[:12] if d.commit else 'unknown'}, {d.gpu or 'CPU only'}")
@@ -209,6 +219,7 @@ def build_digest(d: DigestInput) -> Digest:
         "text": {"type": "plain_text", "text": fit(header_text(d), MAX_HEADER_CHARS)},
     }
     blocks: list[dict] = [header, *_answers_blocks(d.answers)[:MAX_BLOCKS - 4], _section(_alerts_text(d.alerts))]
+    blocks.extend(_variants_blocks(d))
     room = MAX_BLOCKS - len(blocks) - 1  # the context block comes last
     if len(d.modes) <= room:
         blocks.extend(_mode_block(m) for m in d.modes)

@@ -64,8 +64,22 @@ def digest_input(run_dir: Path, alerts: list[str], report_name: str | None = Non
                  answers: list[tuple[str, str]] = ()) -> DigestInput:
     manifest = read_manifest(run_dir)
     env = environment_summary(manifest.get("environment") or {})
+    summary = read_summary(run_dir)
     sources = (manifest.get("environment") or {}).get("sources") or {}
     commit = (sources.get("pipeline") or {}).get("commit") or env.get("commit")
     return DigestInput(suite=manifest["suite"]["name"], run_id=manifest["run_id"], commit=commit,
-                       gpu=env.get("gpu"), modes=mode_figures(read_summary(run_dir)), alerts=alerts,
-                       report_name=report_name, answers=list(answers))
+                       gpu=env.get("gpu"), modes=mode_figures(summary), alerts=alerts,
+                       report_name=report_name, answers=list(answers),
+                       variants_line=variants_line(run_dir, manifest, summary))
+
+
+def variants_line(run_dir: Path, manifest: dict, summary: pd.DataFrame) -> str | None:
+    """The best variant within the suite's accuracy bound, when the run has several variants."""
+    if summary.empty or "variant" not in summary or summary["variant"].nunique() < 2:
+        return None
+    from ..analysis.compare import best_variant, best_variant_line, suite_accuracy, variant_cases
+    from ..store.results import read_samples
+
+    reference, min_snr_db, max_abs_err = suite_accuracy(manifest)
+    best = best_variant(variant_cases(summary, read_samples(run_dir), reference), min_snr_db, max_abs_err)
+    return best_variant_line(best, reference, min_snr_db, max_abs_err)

@@ -26,10 +26,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import UserError
-from ..pipeline import Pipeline, Stage, Stream
+from ..pipeline import ModuleCall, Pipeline, Stage, Stream
 
 FEATURE_RATE_HZ = 100
 FRAME_RATE_HZ = 25
+VISEMES = 8  # mouth-shape classes the lip-sync stage scores per video frame
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,13 @@ class VoiceConversion(nn.Module):
         self.body = nn.Sequential(nn.Conv1d(c, c, 5, padding=2), nn.GELU(), nn.Conv1d(c, c, 5, padding=2))
         self.decode = nn.ConvTranspose1d(c, 1, kernel_size=self.hop, stride=self.hop)
 
-    def forward(self, clip: dict) -> dict:
-        audio = clip["audio"]
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = audio.shape[-1]
         padded = F.pad(audio, (0, (-n) % self.hop)).unsqueeze(1)
         features = self.encode(padded)
         features = features + self.body(features)
         converted = torch.tanh(self.decode(features)).squeeze(1)[..., :n]
-        return {"audio": converted, "features": features, "frames": clip["frames"], "n_samples": n}
+        return converted, features
 
 
 class NaiveSelfAttention(nn.Module):
@@ -99,11 +99,11 @@ class AcousticModel(nn.Module):
         self.proj = nn.Conv1d(scale.channels, scale.model_dim, 1)
         self.layers = nn.ModuleList(NaiveSelfAttention(scale.model_dim, scale.heads) for _ in range(scale.layers))
 
-    def forward(self, value: dict) -> dict:
-        x = self.proj(value["features"]).transpose(1, 2)
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.proj(features).transpose(1, 2)
         for layer in self.layers:
             x = layer(x)
-        return {**value, "acoustic": x.transpose(1, 2)}
+        return x.transpose(1, 2)
 
 
 class PitchPredictor(nn.Module):
@@ -112,9 +112,9 @@ class PitchPredictor(nn.Module):
         d = scale.model_dim
         self.net = nn.Sequential(nn.Conv1d(d, d, 3, padding=1), nn.ReLU(), nn.Conv1d(d, 2, 3, padding=1))
 
-    def forward(self, value: dict) -> dict:
-        pitch_energy = self.net(value["acoustic"])
-        return {**value, "pitch": pitch_energy[:, :1], "energy": pitch_energy[:, 1:]}
+    def forward(self, acoustic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pitch_energy = self.net(acoustic)
+        return pitch_energy[:, :1], pitch_energy[:, 1:]
 
 
 class LipSync(nn.Module):
@@ -123,20 +123,24 @@ class LipSync(nn.Module):
         c = scale.face_channels
         self.hop = hop
         self.audio_to_face = nn.Linear(scale.model_dim + 2, c)
+        self.to_viseme = nn.Linear(scale.model_dim + 2, VISEMES)
         self.encode = nn.Sequential(nn.Conv2d(3, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1))
         self.decode = nn.Sequential(nn.ReLU(), nn.Conv2d(c, 3, 3, padding=1))
 
-    def forward(self, value: dict) -> dict:
-        frames = value["frames"]
+    def forward(self, audio: torch.Tensor, frames: torch.Tensor, acoustic: torch.Tensor, pitch: torch.Tensor,
+                energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, f, ch, h, w = frames.shape
-        conditioning = torch.cat([value["acoustic"], value["pitch"], value["energy"]], dim=1)
-        per_frame = F.adaptive_avg_pool1d(conditioning, f).transpose(1, 2)  # (B, F, C)
+        conditioning = torch.cat([acoustic, pitch, energy], dim=1)
+        # the acoustic frames of each video frame averaged (100 -> 25 fps): a fixed-ratio pool, so
+        # an exported graph keeps the frame count symbolic (adaptive pooling would freeze it)
+        ratio = FEATURE_RATE_HZ // FRAME_RATE_HZ
+        aligned = F.pad(conditioning, (0, 2 * ratio), mode="replicate")[..., : ratio * f]
+        per_frame = F.avg_pool1d(aligned, ratio).transpose(1, 2)  # (B, F, C)
         bias = self.audio_to_face(per_frame).reshape(b * f, -1, 1, 1)
         hidden = self.encode(frames.reshape(b * f, ch, h, w)) + bias
         synced = torch.sigmoid(self.decode(hidden)).reshape(b, f, ch, h, w)
-        pitch_per_sample = value["pitch"].repeat_interleave(self.hop, dim=-1)[:, 0, : value["n_samples"]]
-        audio = value["audio"] * (1.0 + 0.1 * torch.tanh(pitch_per_sample))
-        return {"audio": audio, "frames": synced}
+        pitch_per_sample = pitch.repeat_interleave(self.hop, dim=-1)[:, 0, : audio.shape[-1]]
+        return audio * (1.0 + 0.1 * torch.tanh(pitch_per_sample)), synced, self.to_viseme(per_frame)
 
 
 def make_synthetic_clip(clip_s: float, seed: int, *, sample_rate: int, face_px: int) -> dict[str, torch.Tensor]:
@@ -167,20 +171,22 @@ def build(scale: str = "tiny", dtype: str = "float32", device: str = "cpu", seed
     for module in modules:
         module.to(device=device, dtype=torch_dtype).eval()
 
-    def cast_then(module: nn.Module):
-        def run(value: dict) -> dict:
-            return module({k: v.to(torch_dtype) if torch.is_tensor(v) and v.is_floating_point() else v
-                           for k, v in value.items()})
-        return run
-
-    names = ["voice_conversion", "acoustic", "pitch", "lipsync"]
+    # how each stage calls its module: stage input entries -> arguments, returns -> entries
+    calls = {
+        "voice_conversion": ModuleCall(args=("audio",), returns=("audio", "features")),
+        "acoustic": ModuleCall(args=("features",), returns=("acoustic",)),
+        "pitch": ModuleCall(args=("acoustic",), returns=("pitch", "energy")),
+        "lipsync": ModuleCall(args=("audio", "frames", "acoustic", "pitch", "energy"),
+                              returns=("audio", "frames", "visemes"), keep=()),
+    }
     return Pipeline(
         name=f"reference-{scale}-{dtype}",
-        stages=[Stage(name, cast_then(module)) for name, module in zip(names, modules)],
+        stages=[Stage(name, module=module, call=calls[name]) for name, module in zip(calls, modules)],
         inputs={"audio": Stream(time_axis=-1, rate_hz=cfg.sample_rate),
                 "frames": Stream(time_axis=1, rate_hz=FRAME_RATE_HZ)},
         outputs={"audio": Stream(time_axis=-1, rate_hz=cfg.sample_rate),
-                 "frames": Stream(time_axis=1, rate_hz=FRAME_RATE_HZ)},
+                 "frames": Stream(time_axis=1, rate_hz=FRAME_RATE_HZ),
+                 "visemes": Stream(time_axis=1, rate_hz=FRAME_RATE_HZ, categorical=True, class_axis=-1)},
         make_clip=lambda clip_s, seed: make_synthetic_clip(clip_s, seed, sample_rate=cfg.sample_rate,
                                                            face_px=cfg.face_px),
         sample_rate=cfg.sample_rate,

@@ -94,6 +94,13 @@ def open_pipeline(case: Case, stage: str | None = None) -> Pipeline:
     if case.device.startswith("cuda"):
         select_cuda_device(case.device)
     pipeline = load_pipeline(case.pipeline, case.pipeline_args, device=case.device)
+    if not case.backend.is_plain():  # the variant's backend and precision, as bench run applies them
+        import tempfile
+
+        from ..backends.apply import apply_variant
+
+        pipeline, _ = apply_variant(pipeline, case.backend,
+                                    build_dir=Path(tempfile.mkdtemp(prefix="benchrunner-profile-build-")))
     if stage is not None and stage not in pipeline.stage_names():
         raise UserError(f"--stage: {stage!r} is not a stage of {pipeline.name} "
                         f"(expected one of {', '.join(pipeline.stage_names())})")

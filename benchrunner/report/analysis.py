@@ -63,7 +63,10 @@ def budget_outcome(view: RunView) -> Outcome:
     except ImportError as exc:
         return Outcome("budgets", note=_missing("analysis.budgets", exc))
     try:
-        return Outcome("budgets", value=list(check_budgets(view.summary, recorded_budgets(view.manifest))))
+        from ..store.throughput import read_throughput
+
+        return Outcome("budgets", value=list(check_budgets(view.summary, recorded_budgets(view.manifest),
+                                                           read_throughput(view.run_dir))))
     except (BenchError, KeyError, TypeError, ValueError) as exc:
         return Outcome("budgets", note=f"not available: {exc}")
 

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from .fonts import matplotlib_families
 from .model import Chart
+from .throughput_charts import DRAW as _throughput_draw
 
 PNG_DPI = 200
 WIDTH_IN = 10.0
@@ -325,9 +326,12 @@ def _profile(fig: Figure, data: dict) -> None:
 DRAW = {"latency": _latency, "stages": _stages, "memory": _memory, "util": _util, "util_clip": _util_clip,
         "failures": _failures,
         "sweep": _sweep, "trend": _trend, "profile": _profile}
+DRAW.update(_throughput_draw)  # the throughput section's charts (throughput_charts.py)
 
 
 def _height_in(chart: Chart) -> float:
+    if "height_in" in chart.data:  # charts that size themselves (the throughput section's)
+        return chart.data["height_in"]
     if chart.key == "stages":
         return 0.8 + 2.6 * math.ceil(len(chart.data["panels"]) / 3)
     if chart.key == "failures":

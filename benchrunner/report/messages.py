@@ -28,6 +28,8 @@ WARNINGS_KO: dict[str, tuple[str, str]] = {
     "busy_machine": ("측정 중 다른 작업이 장치를 사용함", "장치가 한가할 때 재측정"),
     "device_mem_blank": ("장치 전체 메모리(device_mem_bytes)를 읽지 못해 비어 있음; 할당자 기준 최대 메모리는 측정됨",
                          "컨테이너를 호스트의 프로세스 이름공간으로 실행하여 GPU 관리 라이브러리가 작업 프로세스를 보게 함"),
+    "mixed_devices": ("같은 클립 길이의 모드들이 서로 다른 작업자 또는 장치에서 측정되어 모드 비교에 장치 차이가 섞임",
+                      "해당 클립 길이를 다시 측정하여 한 작업자에서 실행되게 하거나 한 장치에서 측정한 결과끼리 비교"),
 }
 FAILURE_KINDS_KO = {"oom": "메모리 부족", "error": "오류", "timeout": "시간 초과", "crash": "비정상 종료"}
 DEVICE_KO = {"cpu": "CPU", "cuda": "GPU", "auto": "자동"}

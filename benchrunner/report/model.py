@@ -125,8 +125,10 @@ class RunView:
 
 def resolve_run_dir(run: str | Path, results_dir: Path = Path("results")) -> Path:
     """A run folder given as a path or as a run id under results/."""
+    from ..store.runs import is_run_id
+
     path = Path(run)
-    for candidate in (path, results_dir / path):
+    for candidate in [path] + ([results_dir / path] if is_run_id(str(run)) else []):
         if (candidate / "summary.csv").is_file():
             return candidate
     if path.is_dir():
@@ -142,7 +144,7 @@ def load_run(run: str | Path) -> RunView:
         raise UserError(f"{run_dir / 'samples.csv'}: samples: missing or no rows (the summary has nothing "
                         "measured behind it; expected the samples.csv bench run writes)")
     summary = read_summary(run_dir)
-    if summary.empty or TOTAL_STAGE not in set(summary["stage"].astype(str)):
+    if (summary.empty or TOTAL_STAGE not in set(summary["stage"].astype(str))) and not _has_throughput(run_dir):
         raise UserError(f"{run_dir}: summary.csv has no finished case, so there is nothing to report "
                         "(expected a run with at least one case measured)")
     totals = _sorted_totals(summary, manifest)
@@ -152,6 +154,13 @@ def load_run(run: str | Path) -> RunView:
         clips=sorted({float(c) for c in totals["clip_s"]}),
         mem_unit=fmt.memory_unit(list(totals["peak_mem_bytes"])),
     )
+
+
+def _has_throughput(run_dir: Path) -> bool:
+    """A run of the throughput scenario alone has no latency cases but is reportable."""
+    from ..store.throughput import has_throughput
+
+    return has_throughput(run_dir)
 
 
 def series_label(variant: Any, mode: Any, threshold_s: Any, variants: int) -> str:

@@ -11,6 +11,8 @@ from ..measure.environment import environment_summary, format_environment
 from . import analysis, chartdata, fmt, profiles, tables, trend, verdicts
 from .answers import page_one
 from .model import DEFAULT_TREND_NIGHTS, ReportModel, RunView, Section, load_run, run_date
+from .throughput import throughput_section
+from .variants import variants_section
 
 
 def _commit(git: dict | None) -> str:
@@ -115,6 +117,14 @@ def _detail_sections(view: RunView, comparisons: list[analysis.Outcome]) -> list
     ]
 
 
+def _failures_only(view: RunView) -> Section:
+    """The failures section of a run without latency cases (its throughput section counts the
+    failed clips per level)."""
+    return _section("failures", "Failures", "실패 현황", tables.failure_table(view),
+                    paragraphs=["This run has no latency cases; failed clips under load are counted per level in "
+                                "the throughput section."])
+
+
 def _budget_section(outcome: analysis.Outcome) -> Section:
     if not outcome.available:
         return _section("budgets", "Budgets", "예산 점검", paragraphs=[f"Budget check {outcome.note}."])
@@ -183,17 +193,20 @@ def assemble(view: RunView, base: RunView | None, *, db_url: str | None = None,
     warnings = [dict(w) for w in view.manifest.get("warnings") or []]
     budgets = analysis.budget_outcome(view)
     memory_budget = analysis.memory_budget_bytes(budgets)
-    modes = analysis.mode_outcomes(view)
-    runs = analysis.run_outcomes(view, base)
-    sweep = analysis.sweep_outcome(view, memory_budget)
+    latency = not view.totals.empty  # a run of the throughput scenario alone has no latency cases
+    modes = analysis.mode_outcomes(view) if latency else []
+    runs = analysis.run_outcomes(view, base) if latency else []
+    sweep = analysis.sweep_outcome(view, memory_budget) if latency else None
     history = trend.trend_outcome(view, db_url, trend_nights)
     omitted = [] if history.available else [f"Trend of the last {trend_nights} nights {history.note}."]
     headline = tables.headline_table(view)
     sections = [
         _section("overview", "Summary per mode", "모드별 요약", headline),
-        *_compare_section(modes, runs, base), *_measure_sections(view, memory_budget), _budget_section(budgets),
+        *_compare_section(modes, runs, base),
+        *(_measure_sections(view, memory_budget) if latency else [_failures_only(view)]), variants_section(view),
+        _budget_section(budgets),
         _sweep_section(sweep, view), _trend_section(history, view),
-        _profile_section(profiles.profile_outcome(view.run_dir)),
+        _profile_section(profiles.profile_outcome(view.run_dir)), throughput_section(view.run_dir),
         *_detail_sections(view, [*modes, *runs]), _appendix(view, warnings, omitted, sweep),
     ]
     answers = page_one(view, modes=modes, runs=runs, sweep=sweep, budgets=budgets, warnings=warnings,

@@ -126,10 +126,13 @@ def budget_table(outcome: Outcome) -> Table:
     rows, tones = [], []
     for b in outcome.value or []:
         scope = " ".join(x for x in (b.mode or "", f"{b.clip_s:g} s" if b.clip_s is not None else "") if x)
+        if getattr(b, "scenario", "latency") == "throughput":
+            scope = f"throughput: {scope or 'each curve'}"
         rows.append([b.metric, scope or "all cases", f"{b.limit:g}", _measured(b.measured),
                      "pass" if b.passed else "FAIL", b.detail])
         tones.append(["", "", "", "", "good" if b.passed else "bad", ""])
-    return Table("budgets", columns, rows, tones, caption="Budgets from the suite file, checked against summary.csv.",
+    return Table("budgets", columns, rows, tones, caption="Budgets from the suite file, checked against summary.csv (and, on lines marked "
+                                                 "throughput, at the knee of each curve in throughput.csv).",
                  empty="The suite sets no budgets.")
 
 

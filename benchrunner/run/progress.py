@@ -30,6 +30,20 @@ def case_line(case, rows: list[dict], worker_lost: str | None) -> str:
     return text
 
 
+def level_line(task, row: dict) -> str:
+    """One throughput level: clips/s, p50/p99, failures, bottleneck (or what ended it)."""
+    text = f"{task.level_id:<32} {row['status']}"
+    if row.get("throughput_clips_per_s") is not None:
+        p99 = row.get("latency_p99_ms")
+        text += (f"  {row['throughput_clips_per_s']:.2f} clips/s  p50 {row['latency_p50_ms'] or 0:.1f} ms"
+                 f"  p99 {'n/a' if p99 is None else f'{p99:.1f} ms'}  bottleneck {row.get('bottleneck') or '-'}")
+    if row.get("failures"):
+        text += f"  failures {row['failures']}"
+    if row.get("error"):
+        text += f"  {row['error'][:100]}"
+    return text
+
+
 class ProgressPrinter:
     """Consumes the runner's events. ETA = elapsed / done x remaining cases (cases differ in
     length, so it is a rough guide and says so by being rounded to seconds)."""
@@ -41,6 +55,8 @@ class ProgressPrinter:
         self._rich = None
         self._task = None
         self.done_before = 0
+        self.workers: dict[str, str] = {}     # label -> device, when the run has several workers
+        self._worker_tasks: dict[str, int] = {}
 
     def __enter__(self):
         if self.tty:
@@ -68,33 +84,48 @@ class ProgressPrinter:
     def handle(self, kind: str, **event) -> None:
         getattr(self, f"_on_{kind}", lambda **_: None)(**event)
 
-    def _on_start(self, run_id, run_dir, total, done, device, notes):
+    def _on_start(self, run_id, run_dir, total, done, device, notes, workers=()):
         self.start = time.monotonic()
         self.done_before = done
         left = f" ({total - done} left)" if done else ""
-        self.echo(f"run {run_id} on {device}: {total} cases{left} -> {run_dir}")
+        self.workers = {w["worker"]: w["device"] for w in workers} if len(workers) > 1 else {}
+        on = f"{len(workers)} workers ({', '.join(f'{k} {v}' for k, v in self.workers.items())})" \
+            if self.workers else device
+        self.echo(f"run {run_id} on {on}: {total} cases{left} -> {run_dir}")
         for note in notes:
             self.echo(f"note: {note}")
         if self._rich:
             self._task = self._rich.add_task("starting", total=total, completed=done)
+            for label, dev in self.workers.items():
+                self._worker_tasks[label] = self._rich.add_task(f"  {label} {dev}: idle", total=None)
 
     def _on_note(self, text):
         self.echo(f"note: {text}")
 
-    def _on_case_start(self, case, index, total):
+    def _on_case_start(self, case, index, total, worker="w0"):
         if self._rich:
             self._rich.update(self._task, description=case.case_id)
+            if worker in self._worker_tasks:
+                self._rich.update(self._worker_tasks[worker],
+                                  description=f"  {worker} {self.workers[worker]}: {case.case_id}")
+        elif self.workers:
+            self.echo(f"[{worker}] started {case.case_id}")
 
-    def _on_case_end(self, case, index, total, rows, worker_lost):
+    def _on_case_end(self, case, index, total, rows, worker_lost, worker="w0"):
         done = index + 1
         elapsed = time.monotonic() - self.start
         eta = elapsed / max(1, done - self.done_before) * (total - done)
-        line = case_line(case, rows, worker_lost)
+        line = (f"[{worker}] " if self.workers else "") + case_line(case, rows, worker_lost)
         if self._rich:
             self._rich.advance(self._task)
             self.echo(line)
         else:
             self.echo(f"[{done}/{total}] {line}  (elapsed {_clock(elapsed)}, ETA {_clock(eta)})")
+
+    def _on_level_end(self, task, index, total, row, notes):
+        self.echo(level_line(task, row) + f"  [{index + 1}/{total} levels]")
+        for note in notes if row["status"] in ("ok", "unstable") else []:
+            self.echo(f"note: {note}")
 
     def _on_finished(self, status, run_dir, warnings, summary):
         self.echo(f"run {status}: {run_dir}")

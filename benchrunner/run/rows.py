@@ -37,6 +37,8 @@ class RepeatMeasurement:
     quality_max_abs_err: float | None = None
     output_nonfinite: int | None = None
     quality_streams: list[dict] | None = None  # per output stream; written to quality.csv, not samples.csv
+    accuracy: dict[str, Any] | None = None   # the accuracy_* columns (see quality.accuracy_columns)
+    variant: dict[str, Any] | None = None    # the variant_* columns: the worker's build report
     input: str = ""
     timer_source: str = ""
     started_at: str = ""
@@ -69,6 +71,7 @@ def repeat_rows(case: Case, stages: list[str], m: RepeatMeasurement) -> list[dic
         "chunks": m.chunks, "retries": m.retries, "quality_snr_db": m.quality_snr_db,
         "quality_max_abs_err": m.quality_max_abs_err, "output_nonfinite": m.output_nonfinite,
         **({QUALITY_STREAMS_KEY: m.quality_streams} if m.quality_streams else {}),
+        **(m.accuracy or {}), **(m.variant or {}),
     })
     return rows
 

@@ -7,11 +7,14 @@ power cut) is finished later with :func:`resume_run`, under the same run id.
 
 from __future__ import annotations
 
+import queue
 import re
 import shutil
 import signal
 import sys
 import threading
+import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -20,18 +23,20 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..analysis.summary import summarise
-from ..analysis.warnings import (device_memory_warnings, gpu_run_warnings, other_process_warnings, quality_warnings,
-                                 run_warnings, sampler_warnings)
-from ..errors import Interrupted, StorageError, UserError
+from ..analysis.warnings import (device_memory_warnings, gpu_run_warnings, other_process_warnings, placement_warnings,
+                                 quality_warnings, run_warnings, sampler_warnings)
+from ..errors import Interrupted, StorageError, UserError, scrub_argv
 from ..measure.environment import capture_environment, diff_environments, environment_warnings, source_commits
 from ..measure.gpu import resolve_device as gpu_resolve_device
 from ..pipeline import check_factory_args, resolve_factory
 from ..store.locks import FileLock
-from ..store.results import (RunFiles, manifest_field, now_iso, read_manifest, read_samples, read_timeline, repair_run,
+from ..store.results import (WORKER_LOG, RunFiles, manifest_field, now_iso, read_manifest, read_samples, read_timeline,
+                             repair_run,
                              samples_schema_matches)
+from ..store.runs import check_run_id, is_run_id
 from ..suite import Suite, validate_suite
 from .cases import Case, build_cases
-from .executors.local import LocalWorker
+from .executors import ExecutorSpec, Lane, WorkerHandle, WorkerUnavailable, open_executor
 from .worker import WorkerConfig
 
 EventHandler = Callable[..., None]
@@ -87,25 +92,68 @@ def run_lock(run_dir: Path) -> FileLock:
 
 
 def run_suite(suite: Suite, *, out_dir: Path | None = None, argv: list[str] | None = None,
-              on_event: EventHandler | None = None, run_id: str | None = None, wait: bool = False) -> RunResult:
-    """A new run of ``suite`` into ``out_dir/<run_id>`` (a fresh id unless one is given)."""
+              on_event: EventHandler | None = None, run_id: str | None = None, wait: bool = False,
+              executor: ExecutorSpec | None = None) -> RunResult:
+    """A new run of ``suite`` into ``out_dir/<run_id>`` (a fresh id unless one is given), its
+    cases spread over the workers of ``executor`` (default: one local worker)."""
+    explicit = run_id is not None
+    run_id = check_run_id(run_id, "--run-id") if explicit else new_run_id(suite.name)
     check_pipeline(suite)
     device = resolve_device(suite.device)
     out_dir = Path(out_dir or suite.results_dir)
-    explicit = run_id is not None
-    run_id = run_id or new_run_id(suite.name)
     out_existed = out_dir.exists()
-    run_id, run_dir = _fresh_run_dir(out_dir, run_id, explicit)
-    slot = _WorkerSlot(suite)
-    try:
+    with _open_slots(suite, executor, device) as slots:
+        run_id, run_dir = _fresh_run_dir(out_dir, run_id, explicit)
+        _log_into(slots, run_dir)
         with run_lock(run_dir).acquire(wait=wait):
             if (run_dir / "manifest.json").exists():
                 raise UserError(f"--run-id: {run_dir} already holds a run (expected a new id, or --resume {run_id})")
-            cases, notes = _prepare(suite, slot, run_id, device, run_dir, None if out_existed else out_dir)
+            cases, notes = _prepare(suite, slots[0], run_id, device, run_dir, None if out_existed else out_dir)
             manifest = _manifest(suite, run_id, device, argv or sys.argv, notes)
-            return _execute(suite, RunFiles(run_dir), manifest, cases, on_event, slot=slot)
-    finally:
-        slot.kill()
+            _note_executor(manifest, slots)
+            return _execute(suite, RunFiles(run_dir), manifest, cases, on_event, slots=slots)
+
+
+def _log_into(slots: list["_WorkerSlot"], run_dir: Path) -> None:
+    """Workers write their output (the pipeline's own prints) to the run folder's worker.log."""
+    for slot in slots:
+        slot.log_path = run_dir / WORKER_LOG
+
+
+class _open_slots:
+    """The executor and one worker slot per lane; every worker is killed and the executor
+    closed on the way out (a normal end has already stopped them gracefully)."""
+
+    def __init__(self, suite: Suite, spec: ExecutorSpec | None, device: str):
+        if "throughput" in suite.scenarios and spec is not None and spec.kind != "local":
+            raise UserError(f"{suite.path}: scenario: the throughput scenario runs on the local executor "
+                            f"only (expected --executor local, got {spec.kind})")
+        self.executor = open_executor(spec)
+        try:
+            lanes = self.executor.lanes(device)
+        except BaseException:
+            self.executor.close()
+            raise
+        first = _WorkerSlot(suite, self.executor, lanes[0])
+        self.slots = [first] + [first.sibling(lane) for lane in lanes[1:]]
+
+    def __enter__(self) -> list["_WorkerSlot"]:
+        return self.slots
+
+    def __exit__(self, *exc_info) -> bool:
+        try:
+            for slot in self.slots:
+                slot.kill()
+        finally:
+            self.executor.close()
+        return False
+
+
+def _note_executor(manifest: dict, slots: list["_WorkerSlot"]) -> None:
+    """The executor and its lanes, one entry per session (the run, then each resume)."""
+    manifest.setdefault("executors", []).append({
+        **slots[0].executor.describe(), "at": now_iso(),
+        "lanes": [{"worker": s.lane.label, "device": s.lane.device} for s in slots]})
 
 
 def _prepare(suite: Suite, slot: "_WorkerSlot", run_id: str, device: str, run_dir: Path,
@@ -113,10 +161,13 @@ def _prepare(suite: Suite, slot: "_WorkerSlot", run_id: str, device: str, run_di
     """Cases, and the first worker started: a bucket without inputs or a pipeline that fails
     to load is bad input, and leaves no folder behind that this run made."""
     try:
-        cases, notes = build_cases(suite, run_id=run_id, device=device)
-        _check_file_input(suite, slot.get(cases[0]).info)
+        cases, notes = build_cases(suite, run_id=run_id, device=device, run_dir=run_dir)
+        if "latency" in suite.scenarios:
+            _check_file_input(suite, slot.get(cases[0]).info)
+        else:
+            _check_file_input(suite, slot.get(cases[0], stage_devices=suite.throughput.stage_devices).info)
     except UserError:
-        if not any(p.name != ".lock" for p in run_dir.iterdir()):
+        if not any(p.name not in (".lock", WORKER_LOG) for p in run_dir.iterdir()):
             shutil.rmtree(run_dir, ignore_errors=True)
             if created_out_dir is not None and not any(created_out_dir.iterdir()):
                 created_out_dir.rmdir()
@@ -133,12 +184,13 @@ def _check_file_input(suite: Suite, info: dict) -> None:
 
 def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None = None,
                argv: list[str] | None = None, on_event: EventHandler | None = None, force: bool = False,
-               wait: bool = False) -> RunResult:
+               wait: bool = False, executor: ExecutorSpec | None = None) -> RunResult:
     """Finish the cases of an interrupted run that have no complete rows, under its run id."""
     run_dir = _find_run_dir(run_ref, out_dir)
     with run_lock(run_dir).acquire(wait=wait):
         manifest = read_manifest(run_dir)
         _check_manifest_fields(manifest, run_dir)
+        check_run_id(manifest.get("run_id"), f"{run_dir / 'manifest.json'}: run_id")
         stored = validate_suite(manifest["suite"]["as_loaded"], Path(manifest["suite"]["path"]))
         _check_resumable(manifest, stored, suite, force)
         read_samples(run_dir)  # a corrupt samples.csv is named precisely before the schema check
@@ -148,18 +200,21 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
                             "version that started it, or start a new run)")
         complete, repairs = repair_run(run_dir, stored.repeats)
         device = manifest["suite"]["device"]
-        cases, notes = build_cases(stored, run_id=manifest["run_id"], device=device)
+        cases, notes = build_cases(stored, run_id=manifest["run_id"], device=device, run_dir=run_dir)
         todo = [c for c in cases if c.case_id not in complete]
         manifest.setdefault("resumed", []).append({
-            "at": now_iso(), "argv": list(argv or sys.argv), "repairs": repairs, "cases_left": len(todo),
+            "at": now_iso(), "argv": scrub_argv(argv or sys.argv), "repairs": repairs, "cases_left": len(todo),
             "environment_diff": _env_diff(manifest["environment"], capture_environment(cwd=Path.cwd())),
         })
         manifest["status"] = "running"
         emit = on_event or (lambda *a, **k: None)
         for note in repairs:
             emit("note", text=note)
-        return _execute(stored, RunFiles(run_dir), manifest, todo, on_event, total=len(cases),
-                        done=len(cases) - len(todo), slot=_WorkerSlot(stored))
+        with _open_slots(stored, executor, device) as slots:
+            _log_into(slots, run_dir)
+            _note_executor(manifest, slots)
+            return _execute(stored, RunFiles(run_dir), manifest, todo, on_event, total=len(cases),
+                            done=len(cases) - len(todo), slots=slots, all_cases=cases)
 
 
 def _check_manifest_fields(manifest: dict, run_dir: Path) -> None:
@@ -172,7 +227,8 @@ def _check_manifest_fields(manifest: dict, run_dir: Path) -> None:
 
 
 def _find_run_dir(run_ref: str, out_dir: Path | None) -> Path:
-    for candidate in (Path(run_ref), Path(out_dir or "results") / run_ref):
+    candidates = [Path(run_ref)] + ([Path(out_dir or "results") / run_ref] if is_run_id(run_ref) else [])
+    for candidate in candidates:
         if (candidate / "manifest.json").exists():
             return candidate
     raise UserError(f"--resume: {run_ref!r}: no run folder with a manifest.json "
@@ -198,15 +254,25 @@ def _check_resumable(manifest: dict, stored: Suite, given: Suite | None, force: 
 
 
 def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], on_event: EventHandler | None,
-             *, slot: "_WorkerSlot", total: int | None = None, done: int = 0) -> RunResult:
+             *, slots: list["_WorkerSlot"], total: int | None = None, done: int = 0,
+             all_cases: list[Case] | None = None) -> RunResult:
     emit = on_event or (lambda *a, **k: None)
+    throughput_cases = list(all_cases if all_cases is not None else cases)
+    if "latency" not in suite.scenarios:
+        cases, total, done = [], 0, 0
     files.write_manifest(manifest)
     files.reserve_space()
     emit("start", run_id=manifest["run_id"], run_dir=files.dir, total=total or len(cases), done=done,
-         device=manifest["suite"]["device"], notes=manifest.get("notes", []))
+         device=manifest["suite"]["device"], notes=manifest.get("notes", []),
+         workers=[{"worker": s.lane.label, "device": s.lane.device} for s in slots])
     status = "interrupted"
+    slot = slots[0]  # the slots share their records (see _WorkerSlot.sibling)
+    tally = _WorkerTally()
     try:
-        _run_cases(slot, cases, files, emit, offset=done, total=total or len(cases))
+        if cases:
+            _run_cases(slots, cases, files, emit, offset=done, total=total or len(cases), tally=tally)
+        if "throughput" in suite.scenarios:
+            _run_throughput(slot, suite, throughput_cases, files, emit)
         status = "finished"
     except Interrupted as exc:
         exc.run_id = manifest["run_id"]
@@ -217,9 +283,14 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
         with signals_deferred(raise_after=status == "finished"):
             manifest["workers"] = manifest.get("workers", []) + slot.workers
             _record_worker_environment(manifest)
+            manifest["worker_summary"] = manifest.get("worker_summary", []) + tally.summary()
             manifest["baseline_drift"] = manifest.get("baseline_drift", []) + slot.drift
             manifest["sampler"] = slot.sampler
+            manifest["variants"] = {**manifest.get("variants", {}), **{k: v for k, v in slot.variants.items()
+                                                                       if k not in manifest.get("variants", {})}}
             _finish(files, manifest, status, emit)
+    if status == "finished":
+        shutil.rmtree(files.dir / "accuracy_reference", ignore_errors=True)  # kept only for a --resume
     samples = read_samples(files.dir)
     failed = int(((samples["stage"] == "total") & (samples["status"] != "ok")).sum())
     return RunResult(manifest["run_id"], files.dir, status, len(cases), failed, manifest.get("warnings", []))
@@ -265,19 +336,54 @@ def signals_deferred(*, raise_after: bool):
         raise Interrupted(held[0])
 
 
+def _run_throughput(slot: "_WorkerSlot", suite: Suite, cases: list[Case], files: RunFiles,
+                    emit: EventHandler) -> None:
+    """The throughput scenario's sweep (benchrunner/run/throughput/sweep.py), after the latency
+    cases; levels already in throughput.csv (a resumed run) are skipped."""
+    from ..store.throughput import repair_throughput
+    from .throughput.sweep import done_levels, level_tasks, run_sweep
+
+    for note in repair_throughput(files.dir):
+        emit("note", text=note)
+    levels = suite.throughput.concurrency
+    emit("note", text=f"throughput scenario: {len(cases) * len(levels)} levels (concurrency "
+                      f"{', '.join(map(str, levels))} for each of {len(cases)} case(s)) -> throughput.csv")
+    try:
+        run_sweep(level_tasks(suite, cases), files.dir,
+                  get_worker=lambda task: slot.get(task, stage_devices=suite.throughput.stage_devices),
+                  lose_worker=slot.kill, emit=emit, knee_budget_ms=suite.throughput.knee_latency_ms,
+                  skip=done_levels(files.dir))
+    except BaseException:
+        slot.kill()  # abandon the level in progress: no partial rows, it runs again on --resume
+        raise
+    slot.close()
+
+
 class _WorkerSlot:
     """The current worker, replaced when the variant changes, when it dies, or when its
     memory does not return to its baseline after a case (recorded as baseline drift)."""
 
-    def __init__(self, suite: Suite):
+    def __init__(self, suite: Suite, executor=None, lane: Lane | None = None):
         self.suite = suite
-        self.worker: LocalWorker | None = None
+        self.executor = executor or open_executor(None)
+        self.lane = lane or Lane("w0", resolve_device(suite.device))
+        self.log_path: Path | None = None  # the run folder's worker.log: the pipeline's own output
+        self.worker: WorkerHandle | None = None
         self.reference_baseline: int | None = None
         self.workers: list[dict] = []   # what each worker reported when ready
+        self.variants: dict[str, dict] = {}  # per variant: how its first worker built it (size, set-up cost)
         self.drift: list[dict] = []     # workers replaced because memory did not come back
         self.single_pass_lost: set[tuple[str, float]] = set()  # (variant, clip_s) whose single pass killed a worker
         self.sampler: dict = {"util_sources": [], "errors": [], "source_changes": [], "fallback_reason": None,
                               "other_gpu_pids": [], "quality_problems": [], "device_mem_notes": []}
+
+    def sibling(self, lane: Lane) -> "_WorkerSlot":
+        """A slot for another lane of the same sweep, sharing this one's records (workers,
+        drift, sampler notes, single passes that killed a worker)."""
+        other = _WorkerSlot(self.suite, self.executor, lane)
+        other.workers, other.drift, other.sampler = self.workers, self.drift, self.sampler
+        other.single_pass_lost = self.single_pass_lost
+        return other
 
     def note_diagnostics(self, diagnostics: dict) -> None:
         """Accumulate the sampler's notes over workers, each item once."""
@@ -290,15 +396,23 @@ class _WorkerSlot:
             notes.setdefault(key, []).extend(x for x in diagnostics.get(key, []) if x not in notes[key])
         notes["fallback_reason"] = notes["fallback_reason"] or diagnostics["fallback_reason"]
 
-    def get(self, case: Case) -> LocalWorker:
-        if self.worker is None or self.worker.config.pipeline_args != case.pipeline_args:
+    def get(self, case: Case, stage_devices: tuple = ()) -> WorkerHandle:
+        """The worker for ``case`` (or a throughput level, with its stage placement)."""
+        if self.worker is None or (self.worker.config.pipeline_args, self.worker.config.backend,
+                                   self.worker.config.stage_devices) != \
+                (case.pipeline_args, case.backend, stage_devices):
             self.close()
-            self.worker = LocalWorker(WorkerConfig(self.suite.pipeline, case.pipeline_args, case.device,
-                                                   self.suite.sampler.enabled, self.suite.sampler.hz,
-                                                   self.suite.timer),
-                                      source=str(self.suite.path))
-            self.workers.append({"variant": case.variant, **self.worker.info})
+            config = WorkerConfig(self.suite.pipeline, case.pipeline_args, self.lane.device,
+                                  self.suite.sampler.enabled, self.suite.sampler.hz, self.suite.timer,
+                                  backend=case.backend, build_dir=case.build_dir,
+                                  seed=self.suite.seed, setup_call=_compares_variants(self.suite),
+                                  stage_devices=stage_devices)
+            self.worker = self.executor.start_worker(self.lane, config, str(self.suite.path),
+                                                     log_path=self.log_path)
+            info = {k: v for k, v in self.worker.info.items() if k != "variant_build"}
+            self.workers.append({"variant": case.variant, "worker": self.lane.label, **info})
             self.reference_baseline = None
+        self.variants.setdefault(case.variant, self.worker.info.get("variant_build") or {})
         return self.worker
 
     def after_case(self, case: Case, baseline_after: int | None, lost: str | None) -> None:
@@ -328,18 +442,170 @@ class _WorkerSlot:
             self.worker = None
 
 
-def _run_cases(slot: "_WorkerSlot", cases: list[Case], files: RunFiles, emit: EventHandler, *,
-               offset: int, total: int) -> None:
+def _compares_variants(suite: Suite) -> bool:
+    """The suite compares backends or precisions: every variant then makes the same untimed
+    set-up call, so their set-up times compare."""
+    return suite.reference_variant is not None or any(not s.is_plain() for s in suite.variant_specs.values())
+
+
+def _run_cases(slots: list["_WorkerSlot"], cases: list[Case], files: RunFiles, emit: EventHandler, *,
+               offset: int, total: int, tally: "_WorkerTally | None" = None) -> None:
+    """Measure ``cases`` on every lane at once. Each lane (a thread driving one worker) takes a
+    whole group at a time, so the cases a comparison pairs run on one worker; this thread,
+    the driver, is the only one that writes the run folder and reports progress."""
     progress = _Progress(emit, offset, total)
-    groups = case_groups(cases, slot.suite.interleave)
+    groups = case_groups(cases, slots[0].suite.interleave)
+    board = _Board(longest_first(groups) if len(slots) > 1 else groups)
+    events: queue.Queue = queue.Queue()
+    threads = [threading.Thread(target=_lane_loop, args=(slot, board, events), daemon=True,
+                                name=f"benchrunner-lane-{slot.lane.label}") for slot in slots]
     try:
-        for index, group in enumerate(groups):
-            following = groups[index + 1][0].schedule()[:1] if index + 1 < len(groups) else []
-            _run_group(slot, group, following, files, progress)
+        for thread in threads:
+            thread.start()
+        _drive(events, len(cases), len(slots), files, progress, slots[0], tally or _WorkerTally())
     except BaseException:
-        slot.kill()  # abandon the cases in progress: no partial rows, they run again on --resume
+        board.close(aborted=True)
+        for slot in slots:
+            slot.kill()  # abandon the cases in progress: no partial rows, they run again on --resume
         raise
-    slot.close()
+    board.close()
+    for thread in threads:
+        thread.join()
+    for slot in slots:
+        slot.close()
+
+
+def _drive(events: queue.Queue, n_cases: int, n_lanes: int, files: RunFiles, progress: "_Progress",
+           records: "_WorkerSlot", tally: "_WorkerTally") -> None:
+    """Consume the lanes' events until every case is written."""
+    written, live = 0, n_lanes
+    while written < n_cases:
+        try:
+            event = events.get(timeout=0.2)  # a short wait keeps signals (Interrupted) prompt
+        except queue.Empty:
+            continue
+        kind, slot = event[0], event[1]
+        if kind == "started":
+            progress.started(event[2], worker=slot.lane.label)
+        elif kind == "repeat":
+            progress.emit("repeat", case=event[2], repeat=event[3], worker=slot.lane.label)
+        elif kind == "group":
+            written += _write_group(event[2], event[3], event[4], files, progress, slot.lane.label)
+            _show_log_tail(progress, event[3], slot.log_path)
+            records.note_diagnostics(event[3].diagnostics)
+            tally.add(slot.lane, event[4], len(event[2]) - len(event[3].unfinished), event[5])
+        elif kind == "retired":
+            live -= 1
+            progress.emit("note", text=f"worker {slot.lane.label} retired: {event[2]}")
+            if live == 0:
+                raise UserError(f"no worker left to run the {n_cases - written} remaining case(s): {event[2]}")
+        elif kind == "error":
+            raise event[2]
+
+
+def _write_group(group: list[Case], outcome, placement: dict, files: RunFiles, progress: "_Progress",
+                 label: str) -> int:
+    """Write each finished case of a group at once, each row stamped with where it ran."""
+    written = 0
+    for case in group:
+        if case.case_id in outcome.unfinished:
+            continue
+        result = outcome.cases[case.case_id]
+        rows = [{**row, **placement} for row in result.rows]
+        files.append_case(rows, result.timeline)
+        progress.finished(case, rows, outcome.worker_lost if case.case_id == outcome.lost_case else None,
+                          worker=label)
+        written += 1
+    return written
+
+
+def _lane_loop(slot: "_WorkerSlot", board: "_Board", events: queue.Queue) -> None:
+    """One lane: take a group, measure it on this lane's worker, hand the outcome to the
+    driver. When the worker dies mid-group, the case it was running keeps its failed repeat
+    and the group's unfinished cases run again on this lane, each alone in a fresh worker."""
+    label, taken = slot.lane.label, None
+    try:
+        while (taken := board.take(label)) is not None:
+            group, following = taken
+            events.put(("started", slot, group))
+            started = time.monotonic()
+            group = [_without_doomed_reference(slot, case) for case in group]
+            worker = slot.get(group[0])
+            placement = {"host": worker.info.get("host", ""), "gpu": worker.info.get("gpu", ""), "worker": label}
+            outcome = worker.run_group(group, following,
+                                       on_repeat=lambda case, r: events.put(("repeat", slot, case, r)))
+            slot.after_case(group[-1], outcome.baseline_after, outcome.worker_lost)
+            lost = next((c for c in group if c.case_id == outcome.lost_case), None)
+            if lost is not None and _runs_single_pass(lost):
+                slot.single_pass_lost.add((lost.variant, lost.clip_s))
+            board.rerun(label, [case for case in group if case.case_id in outcome.unfinished])
+            taken = None
+            events.put(("group", slot, group, outcome, placement, time.monotonic() - started))
+    except WorkerUnavailable as exc:
+        board.retire(label, taken[0] if taken else None)
+        events.put(("retired", slot, exc))
+    except BaseException as exc:  # handed to the driver, which stops the sweep (unless it already has)
+        if not board.aborted:
+            events.put(("error", slot, exc))
+
+
+class _Board:
+    """The groups still to run: a shared queue in run order, plus each lane's own reruns
+    (the unfinished cases of a group whose worker died stay on that lane, so they keep its
+    device). Lanes wait here for work until the driver closes the board."""
+
+    def __init__(self, groups: list[list[Case]]):
+        self.shared: deque[list[Case]] = deque(groups)
+        self.own: dict[str, deque[list[Case]]] = {}
+        self.closed = self.aborted = False
+        self._cond = threading.Condition()
+
+    def take(self, label: str) -> tuple[list[Case], list] | None:
+        """The next group for lane ``label`` and the next one's first input (to prefetch)."""
+        with self._cond:
+            own = self.own.setdefault(label, deque())
+            while not self.closed and not (own or self.shared):
+                self._cond.wait()
+            if self.closed:
+                return None
+            group = (own or self.shared).popleft()
+            after = own or self.shared
+            return group, (after[0][0].schedule()[:1] if after else [])
+
+    def rerun(self, label: str, cases: list[Case]) -> None:
+        with self._cond:
+            self.own.setdefault(label, deque()).extendleft([case] for case in reversed(cases))
+            self._cond.notify_all()
+
+    def retire(self, label: str, group: list[Case] | None) -> None:
+        """Lane ``label`` is gone: its group in hand and its reruns go back to the others."""
+        with self._cond:
+            back = ([group] if group else []) + list(self.own.pop(label, ()))
+            self.shared.extendleft(reversed(back))
+            self._cond.notify_all()
+
+    def close(self, aborted: bool = False) -> None:
+        with self._cond:
+            self.closed, self.aborted = True, self.aborted or aborted
+            self._cond.notify_all()
+
+
+class _WorkerTally:
+    """What each worker ran (the manifest's ``worker_summary``): host, device, GPU, cases,
+    and the seconds it spent measuring them."""
+
+    def __init__(self):
+        self.rows: dict[tuple, dict] = {}
+
+    def add(self, lane: Lane, placement: dict, cases: int, busy_s: float) -> None:
+        key = (lane.label, placement.get("host", ""), placement.get("gpu", ""))
+        row = self.rows.setdefault(key, {"worker": lane.label, "host": key[1], "device": lane.device, "gpu": key[2],
+                                         "cases": 0, "busy_s": 0.0})
+        row["cases"] += cases
+        row["busy_s"] = round(row["busy_s"] + busy_s, 3)
+
+    def summary(self) -> list[dict]:
+        return list(self.rows.values())
 
 
 def case_groups(cases: list[Case], interleave: bool) -> list[list[Case]]:
@@ -355,41 +621,30 @@ def case_groups(cases: list[Case], interleave: bool) -> list[list[Case]]:
     return groups
 
 
+def longest_first(groups: list[list[Case]]) -> list[list[Case]]:
+    """Groups by decreasing work (clip seconds x calls), so that with several workers the
+    longest start first and the workers finish together; ties keep the suite's order."""
+    return sorted(groups, key=lambda group: -sum(c.clip_s * (c.warmup + c.repeats) for c in group))
+
+
 class _Progress:
     def __init__(self, emit: EventHandler, done: int, total: int):
         self.emit, self.done, self.total = emit, done, total
 
-    def started(self, group: list[Case]) -> None:
-        self.emit("case_start", case=group[0], index=self.done, total=self.total)
+    def started(self, group: list[Case], worker: str = "w0") -> None:
+        self.emit("case_start", case=group[0], index=self.done, total=self.total, worker=worker)
 
-    def finished(self, case: Case, rows: list[dict], worker_lost: str | None) -> None:
-        self.emit("case_end", case=case, index=self.done, total=self.total, rows=rows, worker_lost=worker_lost)
+    def finished(self, case: Case, rows: list[dict], worker_lost: str | None, worker: str = "w0") -> None:
+        self.emit("case_end", case=case, index=self.done, total=self.total, rows=rows, worker_lost=worker_lost,
+                  worker=worker)
         self.done += 1
 
 
-def _run_group(slot: "_WorkerSlot", group: list[Case], following: list, files: RunFiles,
-               progress: _Progress) -> None:
-    """Measure a group; write each finished case at once. When the worker dies mid-group, the
-    case it was running keeps its failed repeat and the group's unfinished cases run again,
-    each alone in a fresh worker."""
-    group = [_without_doomed_reference(slot, case) for case in group]
-    worker = slot.get(group[0])
-    progress.started(group)
-    outcome = worker.run_group(group, following,
-                               on_repeat=lambda case, r: progress.emit("repeat", case=case, repeat=r))
-    for case in group:
-        if case.case_id not in outcome.unfinished:
-            result = outcome.cases[case.case_id]
-            files.append_case(result.rows, result.timeline)
-            progress.finished(case, result.rows, outcome.worker_lost if case.case_id == outcome.lost_case else None)
-    slot.after_case(group[-1], outcome.baseline_after, outcome.worker_lost)
-    slot.note_diagnostics(outcome.diagnostics)
-    lost = next((c for c in group if c.case_id == outcome.lost_case), None)
-    if lost is not None and _runs_single_pass(lost):
-        slot.single_pass_lost.add((lost.variant, lost.clip_s))
-    for case in group:
-        if case.case_id in outcome.unfinished:
-            _run_group(slot, [case], [], files, progress)
+def _show_log_tail(progress: _Progress, outcome, log_path: Path | None) -> None:
+    """When a worker was lost, say so with the last lines it wrote (its log is in the run folder)."""
+    if outcome.worker_lost and outcome.log_tail:
+        progress.emit("note", text=f"worker lost ({outcome.worker_lost}) in {outcome.lost_case}; last lines of "
+                                   f"{log_path}:\n    " + "\n    ".join(outcome.log_tail))
 
 
 def _without_doomed_reference(slot: "_WorkerSlot", case: Case) -> Case:
@@ -408,7 +663,7 @@ def _manifest(suite: Suite, run_id: str, device: str, argv: list[str], notes: li
     env = capture_environment(cwd=Path.cwd())
     env["sources"] = source_commits(suite.pipeline)
     return {
-        "format_version": 1, "run_id": run_id, "status": "running", "argv": list(argv),
+        "format_version": 1, "run_id": run_id, "status": "running", "argv": scrub_argv(argv),
         "started_at": now_iso(), "ended_at": None, "benchrunner_version": __version__,
         "suite": {"name": suite.name, "path": str(suite.path), "as_loaded": suite.raw,
                   "modes": [m.label for m in suite.modes], "clip_lengths_s": suite.clip_lengths_s,
@@ -435,12 +690,14 @@ def _finish(files: RunFiles, manifest: dict, status: str, emit: EventHandler) ->
     first, so both still fit when the disk filled up; a summary that cannot be written is a
     note (resume writes it), the status is what must reach the disk."""
     files.release_space()
-    summary = summarise(read_samples(files.dir))
+    samples = read_samples(files.dir)
+    summary = summarise(samples)
     try:
         files.write_summary(summary)
     except OSError as exc:
         manifest.setdefault("notes", []).append(f"summary.csv not written: {exc.strerror or exc}")
-    found = run_warnings(summary) + gpu_run_warnings(read_timeline(files.dir)) + _sampler_warnings(manifest)
+    found = run_warnings(summary) + gpu_run_warnings(read_timeline(files.dir)) + _sampler_warnings(manifest) + \
+        placement_warnings(samples)
     manifest["warnings"] = manifest.get("environment_warnings", []) + [w.__dict__ for w in found]
     manifest.update(status=status, ended_at=now_iso())
     files.write_manifest(manifest)

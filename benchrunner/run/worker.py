@@ -16,10 +16,14 @@ import ctypes.util
 import os
 import resource
 import signal
+import socket
 import time
 import traceback
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,11 +35,12 @@ from ..measure.sampler import SOURCE_CPU, UTIL_METRIC, CpuBackend, CpuTimeWindow
 from ..measure.timing import make_stage_timer, synchronize
 from ..pipeline import Pipeline, load_pipeline
 from ..store.results import INPUT_ERROR, now_iso
+from ..suite import VariantSpec
 from .cases import Case
 from .failures import WorkerMustEnd, classify_exception, describe_exception, free_memory, is_sticky_cuda_error
 from .inputs import InputRef, Prefetcher
 from .modes import ChunkedMode, ChunkFailed, ModeResult, execute_mode, parse_mode
-from .quality import count_nonfinite, output_deviation
+from .quality import accuracy_columns, count_nonfinite, output_deviation, stream_accuracy
 from .rows import UTIL_SOURCE_CASE_LEVEL, RepeatMeasurement, repeat_rows
 
 
@@ -47,6 +52,12 @@ class WorkerConfig:
     sampler_enabled: bool = True
     sampler_hz: float = 10.0
     timer: str = "auto"
+    backend: VariantSpec = field(default_factory=VariantSpec)
+    build_dir: str | None = None   # where exported models are cached (a temporary folder when None)
+    seed: int = 0                  # of the example clip the variant is built and first called on
+    setup_call: bool = False       # a plain variant makes the set-up call too (when the suite compares variants)
+
+    stage_devices: tuple[tuple[str, str], ...] = ()  # the throughput scenario's placement
 
 
 def serve(conn, config: WorkerConfig) -> None:
@@ -63,8 +74,11 @@ def serve(conn, config: WorkerConfig) -> None:
     try:
         conn.send(("ready", worker.info()))
         while (message := conn.recv())[0] != "stop":
-            _, cases, next_refs = message
             try:
+                if message[0] == "level":
+                    worker.run_level(message[1], conn.send)
+                    continue
+                _, cases, next_refs = message
                 worker.run_group(cases, next_refs, conn.send)
             except WorkerMustEnd as exc:  # a broken CUDA context: end, the parent starts a fresh worker
                 conn.send(("worker_error", str(exc)))
@@ -91,8 +105,12 @@ class Worker:
         self.config = config
         self.device = _select_device(config.device)
         self.gpu = None  # the one NVML backend (measure.gpu.WorkerGpu), closed with the worker
+        started = time.perf_counter()
         self.pipeline: Pipeline = load_pipeline(config.pipeline, config.pipeline_args, device=self.device)
+        load_ms = (time.perf_counter() - started) * 1000.0
+        self.pipeline, self.variant_build = self._apply_variant(config, load_ms)
         self.stages = self.pipeline.stage_names()
+        self.stage_device_list = self._place_stages(config)
         self.timer = make_stage_timer(self.device, config.timer)
         if self.device.startswith("cuda"):
             from ..measure.gpu import WorkerGpu
@@ -104,10 +122,52 @@ class Worker:
         self.prefetcher = Prefetcher(self.pipeline)
         self.pending: list[InputRef] = []
         self.references: dict[InputRef, Any] = {}
+        self.accuracy_references: dict[str, dict | None] = {}  # reference variant's outputs, by file
         self.quality_problems: list[str] = []
         self._sticky_error = False  # the last call broke the CUDA context (see failures.is_sticky_cuda_error)
         if self.sampler:
             self.sampler.start()
+
+    def _apply_variant(self, config: WorkerConfig, load_ms: float) -> tuple[Pipeline, dict[str, Any]]:
+        """The pipeline as the variant runs it (backend, precision, quantisation) and its build
+        report: sizes and set-up cost (load, export/quantise/compile, first call)."""
+        if config.backend.is_plain():
+            from ..backends.apply import plain_report
+
+            report = plain_report(self.pipeline, config.backend, first_call=config.setup_call, seed=config.seed)
+        else:
+            from ..backends.apply import apply_variant
+
+            build_dir = config.build_dir or tempfile.mkdtemp(prefix="benchrunner-build-")
+            pipeline, report = apply_variant(self.pipeline, config.backend, build_dir=Path(build_dir),
+                                             seed=config.seed)
+            self.pipeline = pipeline
+        report["load_ms"] = round(load_ms, 3)
+        report["setup_ms"] = round(load_ms + (report.get("setup_ms") or 0.0), 3)
+        self.variant_columns = {"variant_backend": report["label"], "variant_param_bytes": report["param_bytes"],
+                                "variant_file_bytes": report["file_bytes"], "variant_setup_ms": report["setup_ms"]}
+        return self.pipeline, report
+
+    def _place_stages(self, config: WorkerConfig) -> list[str] | None:
+        """The throughput scenario's stage placement, checked and applied once at load (a bad
+        stage name or device is bad input before anything runs)."""
+        if not config.stage_devices:
+            return None
+        from .throughput.placement import place_modules, plan_devices
+
+        devices = plan_devices(self.stages, self.device, dict(config.stage_devices))
+        place_modules(self.pipeline.stages, devices, self.device)
+        return devices
+
+    def run_level(self, task, send) -> None:
+        """Measure one concurrency level of the throughput scenario; reply ``("level_done",
+        rows, samples, notes)``."""
+        from .throughput.level import measure_level
+
+        devices = self.stage_device_list or [self.device] * len(self.stages)
+        self._repeat_start_ms = self.sampler.now_ms() if self.sampler else 0.0  # the memory tracker's window
+        result = measure_level(self.pipeline, task, devices, self.memory, memory_limit)
+        send(("level_done", result.rows, result.samples, result.notes))
 
     def _sampler_backend(self):
         return self.gpu.sampler_backend() if self.gpu else CpuBackend()
@@ -123,11 +183,18 @@ class Worker:
         return {
             "pid": os.getpid(), "stages": self.stages, "pipeline_name": self.pipeline.name,
             "timer_source": self.timer.source, "util_source": self.sampler.util_source if self.sampler else "off",
-            "baseline_mem_bytes": self.memory.baseline_bytes(), "device": self.device,
+            "baseline_mem_bytes": self.memory.baseline_bytes(), **self.placement(),
             "device_index": self.gpu.index if self.gpu else None, "device_uuid": self.gpu.uuid if self.gpu else None,
             "file_input_problem": self.pipeline.file_input_problem(),
             **loaded_environment(self.config.pipeline),
+            "variant_build": self.variant_build,
         }
+
+    def placement(self) -> dict[str, str]:
+        """Where this worker measures: the host and the GPU (samples.csv's host and gpu)."""
+        from ..measure.gpu import describe_gpu
+
+        return {"host": socket.gethostname(), "device": self.device, "gpu": describe_gpu(self.device)}
 
     def close(self) -> None:
         self.prefetcher.close()
@@ -145,6 +212,9 @@ class Worker:
         last. A group of one case is the plain sequential case."""
         if any(ref.clip_s != cases[0].clip_s for ref in self.references):
             self.references = {}  # references serve one clip length at a time
+        if self.accuracy_references and cases[0].clip_s != self._accuracy_clip_s:
+            self.accuracy_references = {}
+        self._accuracy_clip_s = cases[0].clip_s
         order = call_order(cases)
         self._schedule([cases[c].input_for(i) for c, i in order] + list(next_refs))
         start_ms = self.sampler.now_ms() if self.sampler else 0.0
@@ -189,7 +259,8 @@ class Worker:
         allocator's figure): what must come back to the first case's level, or the worker is
         replaced."""
         free_memory()
-        return self.memory.baseline_bytes() - resident_reference_bytes(self.references, self.device)
+        return self.memory.baseline_bytes() - resident_reference_bytes({**self.references, **self.accuracy_references},
+                                                                         self.device)
 
     def _schedule(self, refs: list[InputRef]) -> None:
         """Queue this case's inputs (unless already queued as the previous case's look-ahead)
@@ -233,6 +304,9 @@ class Worker:
         self._fill_memory_and_util(m, window)
         if result is not None and case.want_quality:
             self._fill_quality(m, case, ref, clip, result)
+        m.variant = self.variant_columns
+        if result is not None and failure is None and case.accuracy_dir and case.reference_variant:
+            self._fill_accuracy(m, case, ref, result)
         del clip, result
         return m, window
 
@@ -308,6 +382,31 @@ class Worker:
                 return
             m.quality_snr_db, m.quality_max_abs_err = deviation.snr_db, deviation.max_abs_err
             m.quality_streams = [asdict(s) for s in deviation.streams]
+
+    def _fill_accuracy(self, m: RepeatMeasurement, case: Case, ref: InputRef, result: ModeResult) -> None:
+        """Compare this repeat's output with the reference variant's output for the same input
+        and mode. The reference variant runs first and keeps its first output of each input
+        and mode on disk (the variants run in different workers); its own later repeats are
+        compared with that too (a deterministic variant against itself: SNR inf)."""
+        path = Path(case.accuracy_dir) / accuracy_file_name(ref, case)
+        if str(path) not in self.accuracy_references:
+            if case.variant == case.reference_variant and not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                torch.save(_to_cpu(result.output), tmp)
+                os.replace(tmp, path)
+            self.accuracy_references[str(path)] = torch.load(path) if path.exists() else None
+        reference = self.accuracy_references.get(str(path))
+        if reference is None:
+            self._note_quality_problem(f"{case.case_id}: no output of reference variant {case.reference_variant} "
+                                       f"for this input and mode (it failed or has not run): accuracy left blank")
+            return
+        try:
+            found = stream_accuracy(reference, result.output, self.pipeline.outputs)
+        except ValueError as exc:
+            self._note_quality_problem(f"{case.case_id}: accuracy: {exc}")
+            return
+        m.accuracy = accuracy_columns(found, case.reference_variant)
 
     def _note_quality_problem(self, text: str) -> None:
         if text not in self.quality_problems:
@@ -401,6 +500,11 @@ def call_order(cases: list[Case]) -> list[tuple[int, int]]:
             if r < cases[c].repeats:
                 order.append((c, cases[c].warmup + r))
     return order
+
+
+def accuracy_file_name(ref: InputRef, case: Case) -> str:
+    """The file that holds the reference variant's output of one input in one mode."""
+    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", f"{case.mode.label}__{case.clip_s:g}s__{ref.label}") + ".pt"
 
 
 class _NullTimer:

@@ -5,6 +5,8 @@ results/<run_id>/
   timeline.csv   background sampler readings: case_id, t_ms, metric, value
   summary.csv    one row per case x stage, computed from samples.csv
   manifest.json  the suite as loaded, argv, times, status, environment, warnings
+  worker.log     what the pipeline itself printed (stdout and stderr of every worker), appended
+  report.json    where `bench report` last wrote the run's reports (so `bench post` finds them)
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ import pandas as pd
 
 from ..errors import UserError
 
-SCHEMA_VERSION = 2  # 2: peak_mem_bytes absolute on both devices; growth columns added
+SCHEMA_VERSION = 5  # 2: peak_mem_bytes absolute on both devices; growth columns added. 3: host, gpu, worker.
+                    # 4: accuracy against a reference variant, and the variant's size and set-up cost.
+                    # 5: output_nonfinite (NaN/inf elements of the output)
 TOTAL_STAGE = "total"
+WORKER_LOG = "worker.log"
+REPORT_LOCATION = "report.json"
 # the values of the status column (benchrunner.run.failures classifies exceptions into them)
 OK, OOM, ERROR, TIMEOUT, CRASH = "ok", "oom", "error", "timeout", "crash"
 INPUT_ERROR = "input_error"  # the input file failed to load: not the pipeline's failure
@@ -40,15 +46,22 @@ SAMPLE_COLUMNS = [
     "executed_as", "repeat", "stage", "status", "error", "latency_ms", "peak_mem_bytes", "peak_mem_growth_bytes",
     "peak_mem_reserved_bytes", "reserved_growth_bytes", "device_mem_bytes", "baseline_mem_bytes", "mem_source",
     "util_mean_pct", "util_p95_pct", "util_samples", "util_source", "io_wait_ms", "chunks", "retries", "quality_snr_db",
-    "quality_max_abs_err", "input", "device", "timer_source", "started_at", "output_nonfinite",
+    "quality_max_abs_err", "accuracy_reference", "accuracy_snr_db", "accuracy_max_abs_err",
+    "accuracy_mean_abs_err", "accuracy_argmax_agree_pct", "accuracy_streams", "variant_backend", "variant_param_bytes",
+    "variant_file_bytes", "variant_setup_ms", "input", "device", "timer_source", "started_at", "host", "gpu",
+    "worker", "output_nonfinite",
 ]
+# host, gpu, worker: where a row was measured: the machine, the GPU ("<name> (<uuid>)", blank on a
+# CPU worker) and the executor's worker that ran it ("w0", "w1", ...); filled by the driver (runner).
 SAMPLE_DTYPES = {
     "schema_version": "Int64", "repeat": "Int64", "chunks": "Int64", "retries": "Int64", "util_samples": "Int64",
     "threshold_s": "float64", "clip_s": "float64", "latency_ms": "float64", "peak_mem_bytes": "float64",
     "peak_mem_reserved_bytes": "float64", "device_mem_bytes": "float64", "peak_mem_growth_bytes": "float64",
     "reserved_growth_bytes": "float64", "baseline_mem_bytes": "float64",
     "util_mean_pct": "float64", "util_p95_pct": "float64", "io_wait_ms": "float64", "quality_snr_db": "float64",
-    "quality_max_abs_err": "float64", "output_nonfinite": "Int64",
+    "quality_max_abs_err": "float64", "accuracy_snr_db": "float64", "accuracy_max_abs_err": "float64",
+    "accuracy_mean_abs_err": "float64", "accuracy_argmax_agree_pct": "float64", "variant_param_bytes": "float64",
+    "variant_file_bytes": "float64", "variant_setup_ms": "float64", "output_nonfinite": "Int64",
 }
 TIMELINE_COLUMNS = ["case_id", "repeat", "t_ms", "metric", "value"]
 QUALITY_COLUMNS = ["case_id", "repeat", "stream", "snr_db", "max_abs_err", "nonfinite", "length_diff"]
@@ -60,6 +73,21 @@ RESERVE_BYTES = 1 << 20  # disk held during a run for its final summary and mani
 def now_iso() -> str:
     """The time stamps of the run folder (samples.csv started_at, manifest.json, lock files): UTC, ms."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def gpu_model(gpu: Any) -> str:
+    """The model part of a ``gpu`` value ("NVIDIA A100-SXM4-80GB (GPU-<uuid>)" -> the name): what
+    makes two GPUs the same hardware for a comparison; blank for a CPU worker or an old run."""
+    return "" if gpu is None or gpu is pd.NA or (isinstance(gpu, float) and math.isnan(gpu)) \
+        else str(gpu).split(" (", 1)[0]
+
+
+def hardware_of(rows: pd.DataFrame) -> set[tuple[str, str]]:
+    """The (host, GPU model) pairs that measured ``rows``; empty when not recorded (before schema 3)."""
+    if "host" not in rows.columns or rows.empty:
+        return set()
+    found = {(str(h), gpu_model(g)) for h, g in zip(rows["host"].fillna(""), rows["gpu"])}
+    return {pair for pair in found if pair[0]}
 
 
 def _cell(value: Any) -> Any:
@@ -82,8 +110,15 @@ def _csv_text(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
 
 def _append_durably(path: Path, text: str, columns: list[str]) -> None:
     """Append ``text`` with one write, then flush and fsync: a kill leaves whole cases only
-    (a power cut may tear the last line; readers drop a torn line)."""
+    (a power cut may tear the last line; readers drop a torn line). Rows of another schema
+    are never appended to a file (a run written by an older version cannot be resumed)."""
     size = path.stat().st_size if path.exists() else 0
+    if size:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline().rstrip("\n")
+        if header != ",".join(columns):
+            raise UserError(f"{path}: written with other columns (an older schema); expected "
+                            f"schema_version {SCHEMA_VERSION}: start a new run instead of resuming this one")
     payload = ((",".join(columns) + "\n" if size == 0 else "") + text).encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -186,6 +221,7 @@ def _drop_torn_tail(path: Path, n_columns: int) -> str | None:
     text = _read_text(path, path.stem)
     body = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
     records = list(csv.reader(io.StringIO(body)))
+    n_columns = len(records[0]) if records else n_columns  # the file's own header decides
     if records and len(records[-1]) != n_columns:
         body = body[: body.rstrip("\n").rfind("\n") + 1]
     if body == text:
@@ -406,3 +442,42 @@ def manifest_field(manifest: dict[str, Any], run_dir: Path, *keys: str) -> Any:
                             "(expected a manifest written by bench run)")
         value = value[key]
     return value
+
+
+# --- where the reports went (report.json) ------------------------------------------------
+
+def write_report_location(run_dir: Path, out_dir: Path, paths: Iterable[Path]) -> Path:
+    """Record in the run folder where its reports were written (absolute paths)."""
+    target = Path(run_dir) / REPORT_LOCATION
+    record = {"out_dir": str(Path(out_dir).resolve()), "files": [str(Path(p).resolve()) for p in paths],
+              "written_at": now_iso()}
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def read_report_location(run_dir: Path) -> Path | None:
+    """The folder ``bench report`` last wrote the run's reports into, or None when it has not
+    recorded one (or the record is unreadable)."""
+    try:
+        record = json.loads((Path(run_dir) / REPORT_LOCATION).read_text(encoding="utf-8"))
+        return Path(record["out_dir"]) if isinstance(record, dict) and isinstance(record.get("out_dir"), str) else None
+    except (OSError, ValueError):
+        return None
+
+
+def worker_log_tail(run_dir: Path | None, lines: int = 5, *, log_path: Path | None = None) -> list[str]:
+    """The last ``lines`` non-blank lines of the run's worker log ([] when there is none)."""
+    path = log_path or (Path(run_dir) / WORKER_LOG if run_dir is not None else None)
+    if path is None:
+        return []
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 16384))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
