@@ -120,7 +120,9 @@ class Pipeline:
     ``outputs`` the streams of the last stage's output (how to merge chunk outputs).
     ``make_clip(clip_s, seed)`` builds a deterministic synthetic clip; ``sample_rate``
     is what real WAV inputs are resampled to. ``batchable`` says the stages accept a
-    batch dimension > 1, so equal-length chunks may run together.
+    batch dimension > 1, so equal-length chunks may run together. ``file_input`` names the
+    input stream that a suite's ``inputs = "dir"`` files replace (mono, at ``sample_rate``,
+    shaped (1, samples)); a suite with inputs and a pipeline without that stream is bad input.
     """
 
     name: str
@@ -133,6 +135,22 @@ class Pipeline:
     batchable: bool = False
     device: str = "cpu"
     modules: list[torch.nn.Module] = field(default_factory=list)
+    file_input: str = "audio"
+
+    def file_input_problem(self) -> str | None:
+        """Why files could not feed this pipeline (None when they can): the stream
+        ``file_input`` names must be an input stream (Pipeline.inputs or make_clip's keys)."""
+        names = set(self.inputs)
+        if self.file_input not in names:
+            try:
+                names |= set(self.make_clip(1.0, 0))
+            except Exception:  # make_clip's own failure shows when the run needs a clip
+                pass
+        if self.file_input in names:
+            return None
+        return (f"pipeline {self.name!r} has no input stream {self.file_input!r} to take the files' audio "
+                f"(its input streams: {', '.join(sorted(names)) or 'none'}; expected Pipeline(file_input=NAME) "
+                "naming one of them)")
 
     def stage_names(self) -> list[str]:
         return [stage.name for stage in self.stages]

@@ -18,6 +18,11 @@ Usage:
 one per request: (status, headers) or (status, headers, body), body a dict (sent as
 JSON) or bytes. A list runs out, then requests succeed; `forever(500)` never runs out.
 With `token` set, API calls without "Authorization: Bearer <token>" get invalid_auth.
+
+`trickle` maps a method to seconds per byte: its answers (status line, headers, body) are
+written one byte at a time, each within any per-read socket timeout (a hostile or broken
+proxy). `trickle_padding` adds that many spaces to a trickled JSON body, so a trickled
+answer lasts long enough to show whether a deadline holds.
 """
 
 from __future__ import annotations
@@ -88,8 +93,11 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, bytes]:
 
 
 class FakeSlack:
-    def __init__(self, *, token: str | None = None, fail: dict[str, Iterable[tuple]] | None = None):
+    def __init__(self, *, token: str | None = None, fail: dict[str, Iterable[tuple]] | None = None,
+                 trickle: dict[str, float] | None = None, trickle_padding: int = 0):
         self.token = token
+        self.trickle = dict(trickle or {})
+        self.trickle_padding = trickle_padding
         self._scripts = {method: iter(script) for method, script in (fail or {}).items()}
         self.requests: list[Recorded] = []
         self.uploads: dict[str, bytes] = {}  # file_id -> bytes received
@@ -251,14 +259,18 @@ class FakeSlack:
         rec.status, rec.reply = status, body
         with self._lock:
             self.requests.append(rec)
-        self._reply(h, status, headers, body)
+        self._reply(h, status, headers, body, trickle_s=self.trickle.get(rec.method))
 
-    @staticmethod
-    def _reply(h: BaseHTTPRequestHandler, status: int, headers: dict, body: dict | bytes) -> None:
+    def _reply(self, h: BaseHTTPRequestHandler, status: int, headers: dict, body: dict | bytes,
+               trickle_s: float | None = None) -> None:
         if isinstance(body, bytes):
             data, ctype = body, "text/plain; charset=utf-8"
         else:
             data, ctype = json.dumps(body).encode("utf-8"), "application/json; charset=utf-8"
+            if trickle_s:
+                data += b" " * self.trickle_padding
+        if trickle_s:
+            h.wfile = _TrickleWriter(h.wfile, trickle_s)
         h.send_response(status)
         h.send_header("Content-Type", ctype)
         h.send_header("Content-Length", str(len(data)))
@@ -266,3 +278,29 @@ class FakeSlack:
             h.send_header(k, v)
         h.end_headers()
         h.wfile.write(data)
+
+
+class _TrickleWriter:
+    """Writes one byte per ``seconds``; stops quietly when the client has gone."""
+
+    def __init__(self, raw, seconds: float):
+        self._raw, self._seconds = raw, seconds
+
+    def write(self, data: bytes) -> int:
+        for i in range(len(data)):
+            try:
+                self._raw.write(data[i:i + 1])
+                self._raw.flush()
+            except OSError:
+                return i
+            time.sleep(self._seconds)
+        return len(data)
+
+    def flush(self) -> None:
+        try:
+            self._raw.flush()
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._raw, name)

@@ -301,7 +301,7 @@ def test_postgresql_upgrade_from_v1(pg_db):
 
 
 def test_bad_urls_are_one_line_with_the_password_masked(tmp_path):
-    assert mask_url("postgresql://bob:s3cret@db.example/bench") == "postgresql://bob:***@db.example/bench"
+    assert mask_url("postgresql://bob:s3cret@db.example/bench") == "postgresql://bob:[REDACTED]@db.example/bench"
     for url in ("postgresql+nosuchdriver://bob:s3cret@db.example/bench", "not a url"):
         done = bench("history", SUITE, "--db", url, cwd=tmp_path)
         assert done.returncode == 2 and "Traceback" not in done.stderr

@@ -208,18 +208,31 @@ def test_resume_drops_a_torn_last_line_and_a_cut_case_and_warns(bench, write_sui
 
 
 def test_a_second_writer_into_one_folder_exits_3_naming_the_holder_or_waits(write_suite, tmp_path):
-    suite = write_suite(SLOW_SUITE.replace("busy_ms = 120", "busy_ms = 400"))
+    # The first writer is held mid-run by a pause file (not by being slow), so on a busy
+    # machine the second still meets the lock however long it takes to start.
+    pause = tmp_path / "pause"
+    pause.touch()
+    suite = write_suite(SLOW_SUITE.replace("busy_ms = 120", f"busy_ms = 20, pause_file = {str(pause)!r}")
+                        + "timeout_s = 600\n")
     first = start_bench("run", str(suite), "--out", "results", "--run-id", "shared", cwd=tmp_path)
     run_dir = tmp_path / "results" / "shared"
-    wait_for_cases(run_dir / "samples.csv", 1)
-    second = subprocess.run([sys.executable, "-m", "benchrunner", "run", str(suite), "--out", "results",
-                             "--run-id", "shared"], cwd=tmp_path, env=bench_env(), capture_output=True, text=True,
-                            timeout=120)
-    assert second.returncode == 3
-    assert f"locked by pid {first.pid} on host " in second.stderr
-    waiting = subprocess.run([sys.executable, "-m", "benchrunner", "run", "--resume", "shared", "--out", "results",
-                              "--wait"], cwd=tmp_path, env=bench_env(), capture_output=True, text=True, timeout=300)
-    assert first.wait(120) == 0
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not ((run_dir / ".lock").exists() and (run_dir / ".lock").read_text()):
+            time.sleep(0.1)
+        second = subprocess.run([sys.executable, "-m", "benchrunner", "run", str(suite), "--out", "results",
+                                 "--run-id", "shared"], cwd=tmp_path, env=bench_env(), capture_output=True,
+                                text=True, timeout=300)
+        assert second.returncode == 3, second.stderr
+        assert f"locked by pid {first.pid} on host " in second.stderr
+        waiting = start_bench("run", "--resume", "shared", "--out", "results", "--wait", cwd=tmp_path)
+        time.sleep(3)
+        assert waiting.poll() is None  # it waits for the lock instead of exiting 3
+    finally:
+        pause.unlink()
+    assert first.wait(300) == 0
+    out, err = waiting.communicate(timeout=300)
+    waiting = subprocess.CompletedProcess(waiting.args, waiting.returncode, out, err)
     assert waiting.returncode == 0, waiting.stderr
     assert "8 cases (0 left)" in waiting.stderr
     keys = keys_of(run_dir)

@@ -54,7 +54,9 @@ def test_chunked_output_has_the_single_pass_length(clip_s, window_s, overlap_s):
     for name, tensor in single.output.items():
         assert chunked.output[name].shape == tensor.shape, name
     deviation = output_deviation(single.output, chunked.output)
-    assert 20 < deviation.snr_db < float("inf")  # close to single, but attention over chunks differs
+    # close to single, but attention over chunks differs; the case figure is the worst stream's
+    # (issue 12), and the lipsync visemes logits with 4 s windows and 0.5 s of context read 17.7 dB
+    assert 15 < deviation.snr_db < float("inf")
     assert chunked.chunks == len(plan_chunks(clip_s, window_s))
 
 

@@ -10,6 +10,7 @@ import time
 from fake_slack import FakeSlack, forever
 
 from benchrunner.store.history import open_history
+from benchrunner.nightly.orchestrate import suite_key
 from conftest import bench_env
 
 TOKEN = "xoxb-NIGHTLY-SECRET-42"
@@ -59,7 +60,7 @@ def test_a_second_nightly_of_the_suite_exits_3_with_the_lock_message(write_suite
     with FakeSlack(token=TOKEN) as slack:
         first = nightly(tmp_path, slack, popen=True)
         deadline = time.monotonic() + 120
-        lock = tmp_path / "results" / ".nightly-tiny-nightly.lock"
+        lock = tmp_path / "results" / f".nightly-{suite_key('tiny-nightly')}.lock"
         while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
             time.sleep(0.1)
         second = nightly(tmp_path, slack)
@@ -98,7 +99,7 @@ def test_nightly_resumes_todays_interrupted_nightly(write_suite, tmp_path):
     from benchrunner.store.results import read_manifest, read_samples
 
     write_suite(SUITE.replace('clip_lengths_s = [3, 12]', 'clip_lengths_s = [3, 6, 9, 12, 15]'))
-    run_id = f"nightly-tiny-nightly-{datetime.now(timezone.utc):%Y%m%d}"
+    run_id = f"nightly-{suite_key('tiny-nightly')}-{datetime.now(timezone.utc):%Y%m%d}"
     first = subprocess.Popen([sys.executable, "-m", "benchrunner", "run", "suite.toml", "--out", "results",
                               "--run-id", run_id], cwd=tmp_path, env=bench_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)

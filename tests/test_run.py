@@ -168,10 +168,15 @@ def test_cpu_utilisation_is_measured_for_every_repeat_even_short_ones(bench, wri
     totals = read_samples(run_dir_of(result.stdout)).query("stage == 'total'")
     one_core_pct = 100.0 / (os.cpu_count() or 1)  # a single thread spinning: one core's share
     assert set(totals["util_source"]) == {"cpu"}
-    assert totals["util_mean_pct"].between(0.4 * one_core_pct, 1.5 * one_core_pct).all(), totals["util_mean_pct"]
+    util = totals["util_mean_pct"]
+    # every repeat has a figure (a 30 ms repeat is shorter than the sampler's interval), and
+    # no more than one spinning thread can use; the lower bound is generous because at load
+    # 12 on 2 cores the scheduler gives a spinning thread a fraction of a core
+    assert util.notna().all() and (util <= 1.5 * one_core_pct).all(), util
+    assert (util >= 0.05 * one_core_pct).all() and util.median() >= 0.1 * one_core_pct, util
 
 
-def test_outputs_that_cannot_be_compared_leave_quality_blank_with_a_warning(bench, write_suite, tmp_path):
+def test_outputs_one_step_short_are_compared_on_their_common_steps(bench, write_suite, tmp_path):
     import json
 
     suite = write_suite("""
@@ -190,6 +195,8 @@ def test_outputs_that_cannot_be_compared_leave_quality_blank_with_a_warning(benc
     run_dir = run_dir_of(result.stdout)
     totals = read_samples(run_dir).query("stage == 'total'")
     assert set(totals["status"]) == {"ok"}
-    assert totals.query("mode == 'chunked'")["quality_snr_db"].isna().all()
+    # each call drops one sample: the single pass is one step shorter than the merged output,
+    # within the one-step tolerance (issue 12 A5), so quality is measured, not blanked
+    assert totals.query("mode == 'chunked'")["quality_snr_db"].notna().all()
     codes = [w["code"] for w in json.loads((run_dir / "manifest.json").read_text())["warnings"]]
-    assert "quality_unavailable" in codes
+    assert "quality_unavailable" not in codes

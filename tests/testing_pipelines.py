@@ -37,8 +37,15 @@ def _smooth(value: dict) -> dict:
 def build(fail_chunk: int | None = None, permanent: bool = False, fail_clip_s: float | None = None,
           abort_clip_s: float | None = None, hang_clip_s: float | None = None, busy_ms: float = 0.0,
           trim_last: bool = False, cuda_error_clip_s: float | None = None,
-          device_assert_clip_s: float | None = None, fail_if_loading: bool = False) -> Pipeline:
+          device_assert_clip_s: float | None = None, fail_if_loading: bool = False, chatter: bool = False,
+          pause_file: str | None = None) -> Pipeline:
+    if chatter:  # a pipeline that prints, as real ones do (no flush: the worker must not lose it)
+        print("CHATTER: pipeline built")
+
     def flaky(value: dict) -> dict:
+        if chatter:
+            print(f"CHATTER: stage on {value['audio'].shape[-1] / RATE:g} s")
+            print("CHATTER-ERR: a warning on stderr", file=__import__("sys").stderr)
         seconds = value["audio"].shape[-1] / RATE
         if device_assert_clip_s is not None and abs(seconds - device_assert_clip_s) < 1e-6:
             # a real device-side assert (GPU only): an index out of bounds inside a CUDA kernel
@@ -55,6 +62,8 @@ def build(fail_chunk: int | None = None, permanent: bool = False, fail_clip_s: f
         if fail_clip_s is not None and abs(seconds - fail_clip_s) < 1e-6:
             raise ValueError(f"injected stage error on the {fail_clip_s:g} s clip")
         if abort_clip_s is not None and abs(seconds - abort_clip_s) < 1e-6:
+            if chatter:
+                print(f"CHATTER: about to abort on the {abort_clip_s:g} s clip")
             os.abort()
         if hang_clip_s is not None and abs(seconds - hang_clip_s) < 1e-6:
             time.sleep(3600)
@@ -63,6 +72,8 @@ def build(fail_chunk: int | None = None, permanent: bool = False, fail_clip_s: f
     def busy(value: dict) -> dict:
         if fail_if_loading and any(t.name == "benchrunner-prefetch" for t in threading.enumerate()):
             raise RuntimeError("an input-loading thread is alive during the measured call")
+        while pause_file is not None and os.path.exists(pause_file):  # a test holds the run here
+            time.sleep(0.05)
         end = time.perf_counter() + busy_ms / 1000
         while time.perf_counter() < end:
             pass

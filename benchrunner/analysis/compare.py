@@ -25,8 +25,8 @@ import pandas as pd
 
 from ..errors import UserError
 from ..modespec import MODE_TEXT
-from ..store.results import CASE_KEY, OK, TOTAL_STAGE, hardware_of
-from ..store.runs import RunData, is_run_ref, load_run
+from ..store.results import CASE_KEY, INPUT_ERROR, OK, TOTAL_STAGE, hardware_of
+from ..store.runs import RunData, done_runs_newest_first, is_run_ref, load_run
 from . import stats
 
 ENV_FIELDS = ("gpu", "driver", "cuda", "torch", "commit", "cpu_model", "python")
@@ -172,7 +172,8 @@ def compare(a: str, b: str, *, run: str | Path | None = None, results_dir: Path 
             and is_run_ref(b, results_dir):
         return compare_runs(a, b, results_dir=results_dir, metric=metric, stage=stage,
                             all_stages=all_stages, min_effect=min_effect, seed=seed)
-    data = load_run(run, results_dir)
+    check_two_sides(a, b)
+    data, run_note = pick_run(a, b, run=run, results_dir=results_dir)
     side_a, side_b = sel_a or _variant_selector(a, data, "A"), sel_b or _variant_selector(b, data, "B")
     frame_a, label_a = select(data, side_a)
     frame_b, label_b = select(data, side_b)
@@ -180,8 +181,53 @@ def compare(a: str, b: str, *, run: str | Path | None = None, results_dir: Path 
                             min_effect=min_effect, seed=seed, all_stages=all_stages,
                             paired=measured_in_alternating_rounds(data.manifest, frame_a, frame_b),
                             round_blocks=process_blocks(data.manifest))
-    notes = [f"run: {data.run_id} ({data.path})", *_status_notes(data), *result.notes]
+    notes = [run_note, *_status_notes(data), *result.notes]
     return replace(result, notes=notes)
+
+
+def check_two_sides(a: str, b: str) -> None:
+    """A and B must differ: comparing a mode or variant with itself has nothing to compare."""
+    if a.strip() == b.strip():
+        raise UserError(f"{a}: A and B are the same, so there is nothing to compare (expected two different "
+                        "modes, variants or runs, e.g. `bench compare hybrid chunked`)")
+
+
+def pick_run(a: str, b: str, *, run: str | Path | None, results_dir: Path) -> tuple[RunData, str]:
+    """The run that holds sides ``a`` and ``b``, and a note saying which it is: ``run`` when
+    given, else the newest finished or interrupted run of ``results_dir`` that has both
+    (newer runs without them are named in the note)."""
+    if run is not None:
+        data = load_run(run, results_dir)
+        return data, f"run: {data.run_id} ({data.path})"
+    passed: list[str] = []
+    for folder in done_runs_newest_first(results_dir):
+        try:
+            data = load_run(folder, results_dir)
+        except UserError:
+            passed.append(f"{folder.name} (unreadable)")
+            continue
+        if _has_side(data, a) and _has_side(data, b):
+            skipped = f"; newer runs without both: {', '.join(passed)}" if passed else ""
+            return data, f"run: {data.run_id} ({data.path}), the newest run with both {a} and {b}{skipped}"
+        passed.append(data.run_id)
+    raise UserError(f"{results_dir}: run: no finished or interrupted run has both {a!r} and {b!r} "
+                    f"(looked at {', '.join(passed[:5])}{', ...' if len(passed) > 5 else ''}; "
+                    "expected a run with both sides, or pass --run RUN)")
+
+
+def _has_side(data: RunData, text: str) -> bool:
+    """Whether ``data`` has rows for side ``text`` (a mode, variant/mode or a variant)."""
+    rows = data.samples
+    sel = parse_mode_selector(text)
+    if sel is None:
+        return text in _distinct(rows["variant"])
+    if sel.variant is not None:
+        rows = rows[rows["variant"] == sel.variant]
+    if sel.kind is not None:
+        rows = rows[rows["mode"] == sel.kind]
+        if sel.threshold_s is not None:
+            rows = rows[np.isclose(pd.to_numeric(rows["threshold_s"], errors="coerce"), sel.threshold_s)]
+    return not rows.empty
 
 
 def compare_runs(a: str | Path, b: str | Path, *, results_dir: Path = Path("results"), metric: str = "latency",
@@ -211,9 +257,14 @@ def expand_sides(a: str, b: str, *, run: str | Path | None = None,
     sel_a, sel_b = parse_mode_selector(a), parse_mode_selector(b)
     if run is None and sel_a is None and sel_b is None:
         return [(a, b)]  # two runs, or variants: nothing to expand
-    data = load_run(run, results_dir)
+    check_two_sides(a, b)
+    data, _ = pick_run(a, b, run=run, results_dir=results_dir)
     sides_a, sides_b = _hybrid_sides(a, sel_a, data), _hybrid_sides(b, sel_b, data)
-    return [(x, y) for x in sides_a for y in sides_b if x != y]
+    pairs = [(x, y) for x in sides_a for y in sides_b if x != y]
+    if not pairs:
+        raise UserError(f"{a} {b}: the sides name the same case ({sides_a[0]}), so there is nothing to compare "
+                        "(expected two different modes, variants or runs)")
+    return pairs
 
 
 def _hybrid_sides(text: str, sel: Selector | None, data: RunData) -> list[str]:
@@ -443,7 +494,7 @@ def _ok_values(case: pd.DataFrame, column: str, stage: str) -> np.ndarray:
 
 
 def _failure_counts(case: pd.DataFrame) -> tuple[int, int]:
-    totals = case[case["stage"] == TOTAL_STAGE]
+    totals = case[(case["stage"] == TOTAL_STAGE) & (case["status"] != INPUT_ERROR)]  # unreadable inputs apart
     return int((totals["status"] != OK).sum()), int(len(totals))
 
 

@@ -6,12 +6,12 @@ import math
 
 import pandas as pd
 
-from ..store.results import CASE_KEY, FAILURE_KINDS, OK, TOTAL_STAGE
+from ..store.results import CASE_KEY, FAILURE_KINDS, INPUT_ERROR, OK, TOTAL_STAGE, pipeline_failed
 from .stats import describe
 
 SUMMARY_COLUMNS = [
     "run_id", "case_id", "suite", "pipeline", "variant", "mode", "threshold_s", "clip_s", "stage", "executed_as",
-    "n", "n_total", "failures", "failure_rate", *[f"n_{kind}" for kind in FAILURE_KINDS],
+    "n", "n_total", "failures", "failure_rate", *[f"n_{kind}" for kind in FAILURE_KINDS], "n_input_error",
     "latency_p10_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms",
     "latency_min_ms", "latency_max_ms", "latency_cv", "throughput_clips_per_s", "rtf",
     "peak_mem_bytes", "peak_mem_growth_bytes", "peak_mem_reserved_bytes", "reserved_growth_bytes",
@@ -19,7 +19,7 @@ SUMMARY_COLUMNS = [
     "util_mean_pct", "util_p95_pct", "util_source", "io_wait_mean_ms", "chunks", "retries",
     "quality_snr_db", "quality_max_abs_err", "accuracy_reference", "accuracy_snr_db", "accuracy_max_abs_err",
     "accuracy_mean_abs_err", "accuracy_argmax_agree_pct", "variant_backend", "variant_param_bytes",
-    "variant_file_bytes", "variant_setup_ms", "device",
+    "variant_file_bytes", "variant_setup_ms", "device", "output_nonfinite",
 ]
 
 
@@ -44,9 +44,7 @@ def _summarise_group(group: pd.DataFrame) -> dict:
     row = {k: first[k] for k in ("run_id", "case_id", "suite", *CASE_KEY, "stage", "device")}
     row.update(
         executed_as=_join(ok["executed_as"]), n=latency.n, n_total=len(group),
-        failures=int((group["status"] != OK).sum()),
-        failure_rate=float((group["status"] != OK).mean()),
-        **{f"n_{kind}": int((group["status"] == kind).sum()) for kind in FAILURE_KINDS},
+        **_failure_figures(group["status"]),
         latency_p10_ms=latency.p10, latency_p50_ms=latency.p50, latency_p90_ms=latency.p90,
         latency_p99_ms=latency.p99, latency_mean_ms=latency.mean, latency_std_ms=latency.std,
         latency_min_ms=latency.minimum, latency_max_ms=latency.maximum, latency_cv=latency.cv,
@@ -54,6 +52,16 @@ def _summarise_group(group: pd.DataFrame) -> dict:
     if is_total:
         row.update(_total_figures(group, ok, latency.mean, latency.p50, float(first["clip_s"])))
     return row
+
+
+def _failure_figures(status: pd.Series) -> dict:
+    """The pipeline's failures by kind, and its failure rate over the repeats whose input
+    loaded: a file that could not be read (input_error) is counted apart, not as the pipeline's."""
+    failed = status.map(pipeline_failed)
+    loaded = int((status != INPUT_ERROR).sum())
+    return {"failures": int(failed.sum()), "failure_rate": float(failed.sum() / loaded) if loaded else None,
+            **{f"n_{kind}": int((status == kind).sum()) for kind in FAILURE_KINDS},
+            "n_input_error": int((status == INPUT_ERROR).sum())}
 
 
 def _total_figures(group: pd.DataFrame, ok: pd.DataFrame, mean_ms: float | None, p50_ms: float | None,
@@ -75,6 +83,7 @@ def _total_figures(group: pd.DataFrame, ok: pd.DataFrame, mean_ms: float | None,
         "retries": int(group["retries"].fillna(0).sum()),
         "quality_snr_db": _median(ok["quality_snr_db"]),
         "quality_max_abs_err": _max(ok["quality_max_abs_err"]),
+        "output_nonfinite": _nonfinite(group),
         "accuracy_reference": _join(ok["accuracy_reference"]),
         "accuracy_snr_db": _median(ok["accuracy_snr_db"]),
         "accuracy_max_abs_err": _max(ok["accuracy_max_abs_err"]),
@@ -85,6 +94,14 @@ def _total_figures(group: pd.DataFrame, ok: pd.DataFrame, mean_ms: float | None,
         "variant_file_bytes": _max(group["variant_file_bytes"]),
         "variant_setup_ms": _max(group["variant_setup_ms"]),
     }
+
+
+def _nonfinite(group: pd.DataFrame) -> int | None:
+    """NaN/inf elements in the outputs, summed over repeats (blank for runs that did not count)."""
+    if "output_nonfinite" not in group:
+        return None
+    values = _values(group["output_nonfinite"])
+    return int(values.sum()) if len(values) else None
 
 
 def _values(series: pd.Series) -> pd.Series:

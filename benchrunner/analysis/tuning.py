@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..store.results import OK, TOTAL_STAGE
+from ..store.results import INPUT_ERROR, OK, TOTAL_STAGE, pipeline_failed
 from . import stats
 
 GIB = 2.0**30
@@ -109,6 +109,8 @@ def tune_run(ref: str | Path | None, results_dir: Path = Path("results"), *, mem
     from ..store.results import read_summary
     from ..store.runs import load_run
 
+    check_tune_options(memory_budget_gb=memory_budget_gb, min_snr_db=min_snr_db, gpu_memory_gb=gpu_memory_gb,
+                       safety_margin=safety_margin)
     data = load_run(ref, results_dir)
     summary = read_summary(data.path) if (data.path / "summary.csv").is_file() else None
     budget_gb, budget_from = (memory_budget_gb, "--memory-budget-gb") if memory_budget_gb is not None \
@@ -119,6 +121,23 @@ def tune_run(ref: str | Path | None, results_dir: Path = Path("results"), *, mem
     budget_note = f"memory budget {budget_gb:g} GiB from {budget_from}" if budget_gb is not None else \
         "no memory budget (fix: --memory-budget-gb, or peak_memory_gb in the suite's budgets)"
     return replace(result, notes=[f"run: {data.run_id} ({data.path})", budget_note, *result.notes])
+
+
+def check_tune_options(*, memory_budget_gb: float | None, min_snr_db: float | None, gpu_memory_gb: float | None,
+                       safety_margin: float) -> None:
+    """Bad option values are bad input before anything is read: sizes positive and finite,
+    the SNR bound a finite number of dB, the safety margin a fraction in [0, 1)."""
+    def finite(value) -> bool:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+
+    for option, value in (("--memory-budget-gb", memory_budget_gb), ("--gpu-memory-gb", gpu_memory_gb)):
+        if value is not None and not (finite(value) and value > 0):
+            raise UserError(f"{option}: {value:g} is not valid (expected a positive size in GiB, e.g. 80)")
+    if min_snr_db is not None and not finite(min_snr_db):
+        raise UserError(f"--min-snr-db: {min_snr_db:g} is not valid (expected a finite number of dB, e.g. 30; "
+                        "--no-quality-bound drops the bound)")
+    if not (finite(safety_margin) and 0.0 <= safety_margin < 1.0):
+        raise UserError(f"--safety-margin: {safety_margin:g} is not valid (expected a fraction in [0, 1), e.g. 0.1)")
 
 
 def _suite_memory_budget_gb(manifest: dict) -> float | None:
@@ -201,8 +220,8 @@ def _threshold_row(c: _Candidate, clips: list[float], figures: dict[str, tuple],
     for clip_s in clips:
         rows = c.cases[clip_s]
         ok = pd.to_numeric(rows.loc[rows["status"] == OK, "latency_ms"], errors="coerce").dropna()
-        failures += int((rows["status"] != OK).sum())
-        runs += len(rows)
+        failures += int(rows["status"].map(pipeline_failed).sum())  # an unreadable input is not the mode's
+        runs += int((rows["status"] != INPUT_ERROR).sum())
         if rows.empty:
             problems.append(f"not run at {clip_s:g} s")
         elif ok.empty:
@@ -211,11 +230,21 @@ def _threshold_row(c: _Candidate, clips: list[float], figures: dict[str, tuple],
             medians[clip_s] = float(ok.median())
     if failures:
         problems.insert(0, f"{failures} failure(s) ({_failure_kinds(c, clips)})")
+    nonfinite = _nonfinite_repeats(c, clips)
+    if nonfinite:
+        problems.insert(0, f"{nonfinite} repeat(s) with NaN/inf outputs")
     peak, snr = _peak_and_quality(c, clips, figures)
     problems += _bound_problems(peak, snr, budget_bytes, min_snr_db)
     total = sum(medians.values()) if len(medians) == len(clips) else None
     return ThresholdRow(c.threshold_s, total, failures, runs, peak, snr, not problems, "; ".join(problems),
                         _paths(c, clips), c.label)
+
+
+def _nonfinite_repeats(c: _Candidate, clips: list[float]) -> int:
+    """Repeats whose output held a NaN or inf (never eligible, whatever their latency)."""
+    counts = [pd.to_numeric(c.cases[clip_s].get("output_nonfinite"), errors="coerce") for clip_s in clips
+              if "output_nonfinite" in c.cases[clip_s]]
+    return int(sum((values.fillna(0) > 0).sum() for values in counts))
 
 
 def _failure_kinds(c: _Candidate, clips: list[float]) -> str:
@@ -410,7 +439,8 @@ def _model_notes(model: dict, longest: float | None, max_clip_s: float) -> list[
         notes.append(f"memory model: {longest:.1f} s is extrapolated beyond the longest measured single pass "
                      f"({max_clip_s:g} s)")
     if "rss" in (model["mem_source"] or ""):
-        notes.append("memory model: peaks are process RSS on CPU (they include the Python and torch baseline)")
+        notes.append("memory model: peaks are the worker's absolute RSS on CPU (peak_mem_bytes, schema 2: they "
+                     "include the Python and torch baseline; peak_mem_growth_bytes is the growth alone)")
     failed = [c for c in model["single_failed_at_s"] if c <= longest]
     if failed:
         notes.append(f"memory model: single passes failed at {', '.join(f'{c:g}' for c in failed)} s although "

@@ -33,7 +33,23 @@ def run_warnings(summary: pd.DataFrame) -> list[ValidityWarning]:
             f"p99 needs at least {min_samples_for(0.99)} samples per case and the smallest case has {n_min}; "
             "p99 is left blank" + (" and so is p90" if n_min < min_samples_for(0.90) else ""),
             f"set repeats >= {min_samples_for(0.99)} where tail latency matters"))
-    return found
+    return found + nonfinite_warnings(totals)
+
+
+def nonfinite_warnings(totals: pd.DataFrame) -> list[ValidityWarning]:
+    """Cases whose outputs held NaN or inf: their quality is the worst possible, whatever else reads ok."""
+    if "output_nonfinite" not in totals:
+        return []
+    bad = totals[pd.to_numeric(totals["output_nonfinite"], errors="coerce").fillna(0) > 0]
+    if bad.empty:
+        return []
+    first = bad.iloc[0]
+    return [ValidityWarning(
+        "nonfinite_output",
+        f"{len(bad)} case(s) produced NaN or inf outputs (first: {first['case_id']}, "
+        f"{int(float(first['output_nonfinite']))} non-finite elements); their quality is failed "
+        "(quality_snr_db -inf) and tune-threshold never recommends them",
+        "find the stage that produces them (e.g. a division by a zero-length chunk, or a dtype that overflows)")]
 
 
 # --- the utilisation sampler and the GPU during a run ----------------------------------

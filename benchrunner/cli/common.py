@@ -1,6 +1,6 @@
 """Shared by the command modules: errors to exit codes, --set parsing, the run options,
 signals. Exit codes: 0 ok, 1 regression or budget breach, 2 bad input, 3 locked, 4 notification
-failed, 130/143 interrupted."""
+failed, 74 file-system error (read-only, disk full, a path that is a file), 130/143 interrupted."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from functools import wraps
 
 import click
 
-from ..errors import BenchError, Interrupted, UserError
+from ..errors import BenchError, Interrupted, StorageError, UserError, scrub
 
 
 def fail_cleanly(fn):
@@ -25,11 +25,21 @@ def fail_cleanly(fn):
         except Interrupted as exc:
             run_id = getattr(exc, "run_id", None)
             hint = f"; run {run_id} marked interrupted, finish it with: bench run --resume {run_id}" if run_id else ""
-            click.echo(f"bench: {exc}{hint}", err=True)
+            click.echo(scrub(f"bench: {exc}{hint}"), err=True)
+            sys.exit(exc.exit_code)
+        except StorageError as exc:
+            run_id = getattr(exc, "run_id", None)
+            hint = (f"; run {run_id} marked interrupted, make room or fix the folder, then finish it with: "
+                    f"bench run --resume {run_id}") if run_id else ""
+            click.echo(f"bench: error: {exc}{hint}", err=True)
             sys.exit(exc.exit_code)
         except BenchError as exc:
-            click.echo(f"bench: error: {exc}", err=True)
+            click.echo(scrub(f"bench: error: {exc}"), err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # a file-system error the core did not expect: one line, exit 74
+            error = StorageError(exc)
+            click.echo(f"bench: error: {error}", err=True)
+            sys.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("bench: interrupted", err=True)
             sys.exit(130)
@@ -74,8 +84,16 @@ def suite_overrides(lengths, modes, repeats, warmup, device, timeout, memory_lim
 @contextmanager
 def signals_raise_interrupted():
     """SIGTERM (and SIGINT) raise :class:`Interrupted` in the main thread, so the runner's
-    cleanup runs and the exit code says which signal it was."""
+    cleanup runs and the exit code says which signal it was. Only the first signal raises:
+    one that follows while that cleanup runs (a double Ctrl-C) is ignored, so the cleanup
+    finishes (the run ends interrupted, with its summaries and the resume hint); SIGKILL
+    remains for a cleanup that hangs."""
+    raised: list[int] = []
+
     def handler(signum, _frame):
+        if raised:
+            return
+        raised.append(signum)
         raise Interrupted(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -21,8 +21,9 @@ def register(main: click.Group) -> None:
                   help="Name of the environment variable holding the Slack bot token.")
     @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"),
                   show_default=True, help="Where run folders are.")
-    @click.option("--reports", "reports_dir", type=click.Path(path_type=Path), default=Path("reports"),
-                  show_default=True, help="Where reports are (reports/<run_id>/report.pdf).")
+    @click.option("--reports", "reports_dir", type=click.Path(path_type=Path),
+                  help="Where reports are, as REPORTS/<run_id>/report.pdf (default: where `bench report` "
+                       "last wrote RUN's reports, as recorded in RUN/report.json, else reports/).")
     @fail_cleanly
     def post(run, channel, thread_ts, dry_run, token_env, results_dir, reports_dir):
         """Post RUN's digest to Slack, then its PDF report into the digest's thread.
@@ -34,7 +35,7 @@ def register(main: click.Group) -> None:
         from ..store.runs import resolve_run
 
         run_dir = resolve_run(run, results_dir)
-        pdf = reports_dir / run_dir.name / "report.pdf"
+        pdf = _report_pdf(run_dir, reports_dir)
         if not pdf.is_file():
             raise NotifyError(f"{pdf}: no PDF report for {run_dir.name} (write it first: bench report {run_dir})")
         answers = read_answers(pdf.parent)
@@ -72,11 +73,16 @@ def register(main: click.Group) -> None:
         baseline, check budgets and the nightly trend, write the reports, post, record the run.
         Exit 0 all well, 1 regression/breach/change point, 2 bad input, 3 locked, 4 Slack failed,
         5 the run did not finish, 6 report failed, 7 history store failed, 130/143 interrupted."""
+        from ..errors import scrub
         from ..nightly.orchestrate import run_nightly
         from ..run.progress import ProgressPrinter
         from ..suite import load_suite
 
         suite = load_suite(suite_file)
+        if slack_channel and not dry_run:  # before the run, not after a night of it
+            from ..notify.slack import check_settings
+
+            check_settings(token_env=token_env)
         executor = executor_from_options(executor_kind, devices, workers, ray_address)
         with ProgressPrinter() as progress, signals_raise_interrupted():
             def on_event(kind, **event):
@@ -90,14 +96,31 @@ def register(main: click.Group) -> None:
                                  dry_run=dry_run, wait=wait, on_event=on_event, argv=sys.argv, token_env=token_env,
                                  executor=executor)
         for line in _summary_lines(result):
-            click.echo(line, err=result.exit_code != 0)
+            click.echo(scrub(line), err=result.exit_code != 0)
         sys.exit(result.exit_code)
+
+
+def _report_pdf(run_dir: Path, reports_dir: Path | None) -> Path:
+    """RUN's PDF: under --reports when given, else where `bench report` recorded it went
+    (report.json in the run folder), else reports/<run_id>/."""
+    from ..store.results import read_report_location
+    from ..store.runs import run_dir_for
+
+    if reports_dir is None:
+        recorded = read_report_location(run_dir)
+        if recorded is not None:
+            return recorded / "report.pdf"
+        reports_dir = Path("reports")
+    return run_dir_for(reports_dir, run_dir.name, "RUN") / "report.pdf"
 
 
 def _summary_lines(result) -> list[str]:
     from ..nightly.orchestrate import EXIT_CODES
 
-    lines = [f"nightly: {EXIT_CODES.get(result.exit_code, result.exit_code)} (exit {result.exit_code})"]
+    head = f"nightly: {EXIT_CODES.get(result.exit_code, result.exit_code)} (exit {result.exit_code})"
+    if result.alerts and result.exit_code != 1:
+        head += f"; also {len(result.alerts)} regression alert(s), recorded as a regression (see alert lines)"
+    lines = [head]
     lines += [f"  run: {result.run_dir}", f"  baseline: {result.baseline or 'none'}",
               f"  report: {result.report_dir or 'not written'}"]
     lines += [f"  problem: {p}" for p in result.problems]

@@ -32,6 +32,8 @@ def register(main: click.Group) -> None:
         them, the log in Korean) from its summary.csv, samples.csv and manifest.json."""
         from ..report.writer import FORMATS, write_reports
 
+        if db_url:  # a store named with --db that cannot be read is bad input, not a note
+            _check_db(db_url)
         formats = tuple(name for name, wanted in (("pdf", pdf), ("html", html), ("md", md)) if wanted)
         everything = not formats and research_log is None
         result = write_reports(run, against=against, formats=FORMATS if everything else formats,
@@ -39,6 +41,17 @@ def register(main: click.Group) -> None:
                                db_url=db_url, trend_nights=trend_nights)
         for path in result.paths:
             click.echo(f"{path.name + ':':<22} {path}")
+        if result.location_note:
+            click.echo(f"note: {result.location_note}", err=True)
         if db_url:
             for note in result.model.omitted:
                 click.echo(f"note: {note}", err=True)
+
+
+def _check_db(db_url: str) -> None:
+    """Open the history store read-only once: a malformed URL, a missing driver, a server that
+    cannot be reached or a SQLite file that does not exist raise UserError (exit 2)."""
+    from ..store.history import open_history
+
+    with open_history(db_url, create=False):
+        pass

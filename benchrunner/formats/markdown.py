@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from . import Document
 
 
@@ -23,4 +25,7 @@ def render(doc: Document, *, color: bool = False) -> str:
 
 
 def _escape(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Text for a Markdown cell or line: HTML escaped (code hosts and wikis render HTML in
+    Markdown, so a variant named ``<img onerror=...>`` must stay text) and ``|`` escaped so
+    it cannot split a table cell."""
+    return html.escape(text, quote=False).replace("|", "\\|")

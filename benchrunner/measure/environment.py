@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .nvml_backend import nvml_text
+from ..errors import scrub
 
 FORMAT_VERSION = 1
 
@@ -351,7 +352,7 @@ def _collect_gpus(nvml, include_gpu: bool) -> tuple[list[dict], str, str | None]
 
 def _collect_env_vars() -> dict[str, str]:
     return {
-        name: value
+        name: scrub(value)
         for name, value in sorted(os.environ.items())
         if name in _ENV_VARS or name.startswith(_ENV_PREFIXES)
     }

@@ -5,26 +5,35 @@ Exit codes (the CLI's; see :data:`EXIT_CODES`): 0 all well, 1 regression, budget
 a change point in the nightly series, 2 bad input, 3 another nightly of the suite is
 running, 4 Slack failed (the report stays on disk), 5 the benchmark run did not finish,
 6 the report could not be written, 7 the history store failed, 130/143 interrupted.
+
+When a regression (1) and a failure of a later step (4, 6 or 7) both happen, the step's
+code wins, so that a service manager treating 1 as success (systemd's SuccessExitStatus=1)
+still sees the broken step; the regression is never hidden: it is recorded in the history
+store (the night is not a good baseline), and the summary's first line names it too.
+A signal stops the chain where it is: nothing is posted or marked after it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from ..errors import BenchError, NotifyError, UserError
+from ..errors import BenchError, Interrupted, NotifyError, UserError
 from ..store.locks import FileLock
 from ..store.results import read_manifest, read_summary
+from ..store.runs import run_dir_for
 from ..suite import Suite
 
 EXIT_OK, EXIT_REGRESSION, EXIT_NOTIFY, EXIT_RUN, EXIT_REPORT, EXIT_HISTORY = 0, 1, 4, 5, 6, 7
 EXIT_CODES = {
     0: "all well", 1: "regression, budget breach or change point", 2: "bad input", 3: "locked: another nightly runs",
     4: "Slack failed (report on disk)", 5: "the benchmark run did not finish", 6: "the report failed",
-    7: "the history store failed", 130: "interrupted (SIGINT)", 143: "interrupted (SIGTERM)",
+    7: "the history store failed", 74: "file-system error", 130: "interrupted (SIGINT)",
+    143: "interrupted (SIGTERM)",
 }
 RECENT_NIGHTS = 7  # a change point older than this is history, not news
 
@@ -43,15 +52,31 @@ class NightlyResult:
 
 def nightly_run_id(suite: Suite, now: datetime | None = None) -> str:
     day = (now or datetime.now(timezone.utc)).strftime("%Y%m%d")
-    return f"nightly-{_slug(suite.name)}-{day}"
+    return f"nightly-{suite_key(suite.name)}-{day}"
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:40] or "suite"
+def suite_key(name: str) -> str:
+    """A readable slug of the suite's name plus a short hash of the whole name: the slug is
+    lossy (punctuation becomes '-', cut at 40 characters), the hash keeps distinct suites
+    ("night a", "night/a") in distinct run folders and locks."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:40] or "suite"
+    return f"{slug}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}"
 
 
 def nightly_lock(suite: Suite, results_dir: Path) -> FileLock:
-    return FileLock(results_dir / f".nightly-{_slug(suite.name)}.lock", what=f"the nightly of suite {suite.name!r}")
+    return FileLock(results_dir / f".nightly-{suite_key(suite.name)}.lock", what=f"the nightly of suite {suite.name!r}")
+
+
+def _check_same_suite(run_dir: Path, suite: Suite) -> dict:
+    """The manifest of today's nightly folder, which must be this suite's."""
+    from ..store.runs import read_manifest as read_checked_manifest
+
+    manifest = read_checked_manifest(run_dir)
+    owner = (manifest.get("suite") or {}).get("name")
+    if owner != suite.name:
+        raise UserError(f"{run_dir / 'manifest.json'}: suite: the folder holds a run of suite {owner!r}, not "
+                        f"{suite.name!r} (expected a nightly of this suite; move the folder away)")
+    return manifest
 
 
 def run_nightly(suite: Suite, *, baseline: str = "last-good", channel: str | None = None,
@@ -94,7 +119,7 @@ def _run_step(suite, results_dir, argv, on_event, result, executor=None) -> Path
     run_id = nightly_run_id(suite)
     run_dir = results_dir / run_id
     manifest = run_dir / "manifest.json"
-    if manifest.exists() and read_manifest(run_dir)["status"] == "finished":
+    if manifest.exists() and _check_same_suite(run_dir, suite)["status"] == "finished":
         return run_dir
     if manifest.exists():
         run = resume_run(str(run_dir), suite=suite, argv=argv, on_event=on_event, executor=executor)
@@ -121,6 +146,8 @@ def _history_step(db_url: str, result: NightlyResult):
         history = open_history(db_url)
         history.record_run(result.run_dir)
         return history
+    except Interrupted:
+        raise
     except BenchError as exc:
         _fail(result, EXIT_HISTORY, f"history: {exc}")
         return None
@@ -136,7 +163,7 @@ def _baseline_step(history, baseline: str, suite: Suite, result: NightlyResult, 
     if good is None:
         result.notes.append("no earlier good nightly to compare with: this run becomes the baseline")
         return None
-    folder = Path(good.get("run_dir") or results_dir / good["run_id"])
+    folder = Path(good.get("run_dir") or run_dir_for(results_dir, good["run_id"], "history: run_id"))
     if not (folder / "samples.csv").exists():
         _fail(result, EXIT_HISTORY, f"baseline {good['run_id']}: its run folder {folder} is gone (pruned?)")
         return None
@@ -204,8 +231,11 @@ def _report_step(result: NightlyResult, reports_dir: Path, db_url: str | None = 
 
     run_id = read_manifest(result.run_dir)["run_id"]
     try:
-        written = write_reports(result.run_dir, against=result.baseline, out=reports_dir / run_id, db_url=db_url)
+        written = write_reports(result.run_dir, against=result.baseline, out=run_dir_for(reports_dir, run_id),
+                                db_url=db_url)
         result.report_dir = written.out_dir
+    except Interrupted:  # SIGTERM/SIGINT while writing: stop here, post nothing, mark nothing
+        raise
     except Exception as exc:  # a broken report must not stop the digest: it says so instead
         _fail(result, EXIT_REPORT, f"report: {type(exc).__name__}: {exc}")
 
@@ -236,11 +266,15 @@ def _post_step(result: NightlyResult, channel: str | None, thread_ts: str | None
 
 
 def _mark_step(history, result: NightlyResult) -> None:
+    """Record what the comparison found (any alert marks the night as a regression), whatever
+    failed after it: a regressed night must never become the next night's good baseline."""
     if history is None:
         return
     try:
         run_id = read_manifest(result.run_dir)["run_id"]
-        history.mark_run(run_id, regression=result.exit_code == EXIT_REGRESSION,
+        history.mark_run(run_id, regression=bool(result.alerts),
                          note="; ".join(result.alerts + result.problems)[:2000])
+    except Interrupted:
+        raise
     except (BenchError, UserError) as exc:
         _fail(result, EXIT_HISTORY, f"history: {exc}")

@@ -24,7 +24,14 @@ value; ServerErrorRetryHandler retries only 500 and 503, with exponential backof
 up to 1 s of jitter. The subclasses below keep those rules but (a) share one deadline,
 max_wait_s after post_report starts, and retry only if the wait still leaves time for
 another attempt, (b) also retry 502 and 504, (c) read a fractional or HTTP-date
-Retry-After. Each request's socket timeout is min(timeout_s, time left).
+Retry-After.
+
+Deadlines: a socket timeout bounds each read, not a request (a server trickling a byte a
+second kept a post busy for minutes). Each request (API call or upload) runs under a
+_RequestDeadline of min(timeout_s, time left of max_wait_s) for the whole request, answer
+included, so the whole post ends within max_wait_s. slack_sdk's WebClient opens URLs in
+BaseClient._perform_urllib_http_request_internal with a bare urlopen; _DeadlineWebClient
+overrides that one method.
 
 Secrets: the token is sent only as the Authorization header of API calls (never to the
 upload URL). slack_sdk 3.48 logs requests at DEBUG with Authorization "(redacted)", but
@@ -37,18 +44,23 @@ exception (whose response object holds the request headers).
 from __future__ import annotations
 
 import email.utils
+import http.client
+import io
 import logging
 import os
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.error import HTTPError
-from urllib.request import Request, urlopen
+from urllib.parse import urlsplit
+from urllib.request import HTTPHandler, HTTPSHandler, OpenerDirector, Request, build_opener
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryHandler, RetryState
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -56,13 +68,12 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from benchrunner.errors import NotifyError, UserError
+from benchrunner.errors import NotifyError, UserError, scrub
 from benchrunner.notify.digest import Digest
 
 API_URL_ENV = "BENCH_SLACK_API_URL"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 MIN_ATTEMPT_S = 0.5  # a retry must leave at least this long for the request itself
-REDACTED = "[REDACTED]"
 
 _sdk_logger = logging.getLogger(__name__ + ".sdk")  # the logger handed to WebClient
 
@@ -86,13 +97,8 @@ class PostResult:
 
 
 def _scrub(text: str, secret: str | None) -> str:
-    """`text` with every occurrence of `secret` (and of it stripped) replaced."""
-    if not secret:
-        return text
-    for s in {secret, secret.strip()}:
-        if s:
-            text = text.replace(s, REDACTED)
-    return text
+    """`text` through the project's one scrubber, with the token as a known secret."""
+    return scrub(text, secrets=(secret,) if secret else ())
 
 
 class _ScrubFilter(logging.Filter):
@@ -161,6 +167,129 @@ class _Budget:
         # _perform_urllib_http_request_internal), so this bounds the next attempt.
         if self.client is not None:
             self.client.timeout = self.request_timeout()  # type: ignore[assignment]
+
+
+class _RequestDeadline:
+    """One deadline for a whole HTTP request: connect, send, status line, headers and body.
+
+    A socket timeout bounds each read, not the request: a server that trickles one byte a
+    second never trips it. This watchdog shuts the request's socket down when ``seconds``
+    have passed, which ends any blocked send or read at once; the request then fails with
+    a TimeoutError saying so. Use as a context manager around the request and the reading
+    of its answer (an error answer's body included)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = max(0.0, seconds)
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(self.seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_RequestDeadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+    def error(self) -> TimeoutError:
+        return TimeoutError(f"no complete answer within {self.seconds:.1f} s (the deadline of the whole request)")
+
+    def opener(self, ssl_context=None) -> OpenerDirector:
+        """An opener whose connections register their socket with this deadline."""
+        return build_opener(_WatchedHTTPHandler(self), _WatchedHTTPSHandler(self, context=ssl_context))
+
+    def connection_class(self, base: type) -> type:
+        deadline = self
+
+        class Watched(base):  # type: ignore[valid-type, misc]
+            def connect(self) -> None:
+                super().connect()
+                deadline.watch(self.sock)
+
+        return Watched
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+class _WatchedHTTPHandler(HTTPHandler):
+    def __init__(self, deadline: _RequestDeadline):
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req):
+        return self.do_open(self._deadline.connection_class(http.client.HTTPConnection), req)
+
+
+class _WatchedHTTPSHandler(HTTPSHandler):
+    def __init__(self, deadline: _RequestDeadline, context=None):
+        super().__init__(context=context)
+        self._deadline = deadline
+
+    def https_open(self, req):
+        return self.do_open(self._deadline.connection_class(http.client.HTTPSConnection), req,
+                            context=self._context)
+
+
+def _open_within(deadline: _RequestDeadline, request: Request, timeout_s: float, ssl_context=None
+                 ) -> tuple[int, Any, bytes]:
+    """Send ``request`` and read its whole answer within ``deadline``: (status, headers, body).
+    An HTTP error status is raised as HTTPError with its body already read (so reading it
+    later cannot block); a request cut by the deadline raises the deadline's TimeoutError."""
+    try:
+        try:
+            with deadline.opener(ssl_context).open(request, timeout=timeout_s) as resp:
+                answer = resp.code, resp.headers, resp.read()
+        except HTTPError as err:
+            body = err.read()
+            if deadline.expired:
+                raise deadline.error() from None
+            raise HTTPError(err.url, err.code, err.msg, err.headers, io.BytesIO(body)) from None
+        if deadline.expired:  # a cut within the headers reads as a short answer, not an error
+            raise deadline.error()
+        return answer
+    except (OSError, HTTPException) as err:
+        if deadline.expired and not isinstance(err, HTTPError):
+            raise deadline.error() from None
+        raise
+
+
+class _DeadlineWebClient(WebClient):
+    """slack_sdk's WebClient with one deadline per request (its ``timeout``, which _Budget
+    sets before every attempt to min(timeout_s, time left)), instead of a timeout per socket
+    read. Overrides BaseClient._perform_urllib_http_request_internal (slack_sdk 3.48,
+    web/base_client.py), which opens the URL and reads the answer; the retry loop around it
+    is slack_sdk's own."""
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
+        if not url.lower().startswith(("http://", "https://")):
+            raise SlackRequestError(f"Invalid URL detected: {url}")
+        with _RequestDeadline(float(self.timeout)) as deadline:
+            status, headers, body = _open_within(deadline, req, float(self.timeout), self.ssl)
+        charset = headers.get_content_charset() or "utf-8"
+        text = body.decode(charset, "replace")
+        if self._logger.level <= logging.DEBUG:  # as slack_sdk logs it (the token filter scrubs it)
+            self._logger.debug(f"Received the following response - status: {status}, "
+                               f"headers: {dict(headers)}, body: {text}")
+        return {"status": status, "headers": headers, "body": text}
 
 
 def _retry_after_s(response: HttpResponse) -> float:
@@ -277,10 +406,32 @@ def dry_run_payload(digest: Digest, *, channel: str, pdf_path: Path | None, thre
 
 
 def _api_url(api_url: str | None) -> str:
-    url = api_url or os.environ.get(API_URL_ENV) or WebClient.BASE_URL
-    if not url.lower().startswith(("http://", "https://")):
-        raise UserError(f"Slack API URL must start with http:// or https://, got {url!r} (check {API_URL_ENV})")
+    url = (api_url or os.environ.get(API_URL_ENV) or WebClient.BASE_URL).strip()
+    parsed = urlsplit(url)
+    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
+        raise UserError(f"{API_URL_ENV}: {scrub(url)!r} is not a Slack API URL "
+                        "(expected http:// or https:// and a host, e.g. https://slack.com/api/)")
+    try:
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise UserError(f"{API_URL_ENV}: {scrub(url)!r} has a bad port (expected e.g. http://127.0.0.1:8080/api/)") \
+            from None
     return url if url.endswith("/") else url + "/"
+
+
+def check_settings(*, token_env: str = "SLACK_BOT_TOKEN", api_url: str | None = None) -> tuple[str, str]:
+    """The token and the API base URL a post would use, checked without any network: a
+    malformed URL (BENCH_SLACK_API_URL) is bad input (UserError, exit 2); a missing token is
+    a NotifyError (exit 4, as when a post fails). ``bench nightly`` calls this before it runs
+    anything, so a night is not spent to learn either at the end."""
+    base_url = _api_url(api_url)
+    token = (os.environ.get(token_env) or "").strip()
+    if not token:
+        raise NotifyError(
+            f"{token_env} is not set: export a Slack bot token with the chat:write and "
+            f"files:write scopes in {token_env}"
+        )
+    return token, base_url
 
 
 def _attempts(budget: _Budget) -> str:
@@ -332,9 +483,9 @@ def _upload_bytes(url: str, data: bytes, handlers: Iterable[RetryHandler], budge
         error: Exception
         request = Request(url, data=data, method="POST", headers={"Content-Type": "application/octet-stream"})
         try:
-            with urlopen(request, timeout=budget.request_timeout()) as resp:
-                resp.read()
-                return
+            with _RequestDeadline(budget.request_timeout()) as deadline:
+                _open_within(deadline, request, budget.request_timeout())
+            return
         except HTTPError as err:
             body = err.read()
             response = HttpResponse(
@@ -374,22 +525,16 @@ def post_report(
 ) -> PostResult:
     """Post the digest to `channel` (in `thread_ts`'s thread if given), then upload the PDF
     into the digest's thread. Raises NotifyError naming the step that failed for good."""
-    token = (os.environ.get(token_env) or "").strip()
-    if not token:
-        raise NotifyError(
-            f"{token_env} is not set: export a Slack bot token with the chat:write and "
-            f"files:write scopes in {token_env}"
-        )
+    token, base_url = check_settings(token_env=token_env, api_url=api_url)
     path = _check_pdf(pdf_path)
     data = path.read_bytes() if path is not None else None
-    base_url = _api_url(api_url)
 
     budget = _Budget(max_wait_s=max_wait_s, timeout_s=timeout_s)
     handlers = _retry_handlers(budget, max_retries)
     scrubber = _ScrubFilter(token)
     _sdk_logger.addFilter(scrubber)
     try:
-        client = WebClient(
+        client = _DeadlineWebClient(
             token=token,
             base_url=base_url,
             timeout=timeout_s,  # type: ignore[arg-type]

@@ -125,8 +125,10 @@ class RunView:
 
 def resolve_run_dir(run: str | Path, results_dir: Path = Path("results")) -> Path:
     """A run folder given as a path or as a run id under results/."""
+    from ..store.runs import is_run_id
+
     path = Path(run)
-    for candidate in (path, results_dir / path):
+    for candidate in [path] + ([results_dir / path] if is_run_id(str(run)) else []):
         if (candidate / "summary.csv").is_file():
             return candidate
     if path.is_dir():
@@ -136,17 +138,18 @@ def resolve_run_dir(run: str | Path, results_dir: Path = Path("results")) -> Pat
 
 def load_run(run: str | Path) -> RunView:
     run_dir = resolve_run_dir(run)
-    try:
-        manifest = read_manifest(run_dir)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{run_dir}: manifest.json is missing or unreadable ({exc.__class__.__name__})") from None
+    manifest = read_manifest(run_dir)  # a missing or corrupt one is a UserError naming the file
+    samples = read_samples(run_dir)
+    if samples.empty:
+        raise UserError(f"{run_dir / 'samples.csv'}: samples: missing or no rows (the summary has nothing "
+                        "measured behind it; expected the samples.csv bench run writes)")
     summary = read_summary(run_dir)
     if (summary.empty or TOTAL_STAGE not in set(summary["stage"].astype(str))) and not _has_throughput(run_dir):
         raise UserError(f"{run_dir}: summary.csv has no finished case, so there is nothing to report "
                         "(expected a run with at least one case measured)")
     totals = _sorted_totals(summary, manifest)
     return RunView(
-        run_dir=run_dir, manifest=manifest, samples=read_samples(run_dir), summary=summary,
+        run_dir=run_dir, manifest=manifest, samples=samples, summary=summary,
         timeline=read_timeline(run_dir), totals=totals, modes=list(dict.fromkeys(totals["label"])),
         clips=sorted({float(c) for c in totals["clip_s"]}),
         mem_unit=fmt.memory_unit(list(totals["peak_mem_bytes"])),

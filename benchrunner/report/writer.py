@@ -33,10 +33,16 @@ class ReportFiles:
     model: ReportModel
     out_dir: Path
     paths: list[Path]
+    location_note: str | None = None  # why the run folder does not record out_dir (report.json)
 
 
-def _out_dir(out: Path | None, run_id: str) -> Path:
-    folder = Path(out) if out is not None else Path("reports") / run_id
+def _out_dir(out: Path | None, run_id: str, run_dir: Path) -> Path:
+    """``out``, or reports/<run_id>/ with the manifest's run id checked: a crafted manifest
+    cannot send the report outside reports/."""
+    from ..store.runs import run_dir_for
+
+    folder = Path(out) if out is not None else \
+        run_dir_for(Path("reports"), run_id, f"{run_dir / 'manifest.json'}: run_id")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -68,16 +74,30 @@ def write_reports(run: str | Path, *, against: str | Path | None = None, formats
         raise UserError(f"format: {unknown[0]!r} is not a report format (expected one of {', '.join(FORMATS)})")
     if research_log is not None and research_log not in LANGS:
         raise UserError(f"--research-log: {research_log!r} is not a language (expected ko or en)")
-    prose_fields = load_prose(_prose_path(resolve_run_dir(run), prose)) if research_log else {}
+    run_dir = resolve_run_dir(run)
+    prose_fields = load_prose(_prose_path(run_dir, prose)) if research_log else {}
     model = build_model(run, against=against, db_url=db_url, trend_nights=trend_nights)
-    folder = _out_dir(out, model.run_id)
+    folder = _out_dir(out, model.run_id, run_dir)
     paths = [_write_format(model, fmt, folder) for fmt in FORMATS if fmt in formats]
     if "pdf" in formats:  # the digest posts the PDF with these sentences
         paths.append(write_answers(model, folder / ANSWERS_FILE))
     if research_log:
         pdf_link = "report.pdf" if (folder / "report.pdf").is_file() else None  # beside the log, for any --out
         paths += _write_log(build_log(model, research_log, prose_fields, pdf_link=pdf_link), folder)
-    return ReportFiles(model, folder, paths)
+    return ReportFiles(model, folder, paths, _record_location(run_dir, folder, paths))
+
+
+def _record_location(run_dir: Path, folder: Path, paths: list[Path]) -> str | None:
+    """Record in the run folder where the reports went (report.json), so ``bench post RUN``
+    finds them wherever --out put them. A run folder that cannot be written is said, not fatal."""
+    from ..store.results import REPORT_LOCATION, write_report_location
+
+    try:
+        write_report_location(run_dir, folder, paths)
+    except OSError as exc:
+        return (f"{run_dir / REPORT_LOCATION}: could not record where the reports went ({exc.strerror or exc}); "
+                f"bench post needs --reports {folder.parent}")
+    return None
 
 
 def _write_format(model: ReportModel, fmt: str, folder: Path) -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import UserError
 from ..modespec import ModeSpec
 from ..suite import ChunkConfig, Suite, VariantSpec, missing_package
-from .inputs import InputRef, bucket_inputs
+from .inputs import InputRef, bucket_inputs_noted
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,10 @@ def build_cases(suite: Suite, *, run_id: str, device: str,
     length, then mode as listed: single first when listed, so its output can serve as the
     quality reference), and notes on cases left out (a clip-length bucket with no input
     files, a variant whose backend is not installed)."""
-    buckets = bucket_inputs(suite.inputs, suite.clip_lengths_s) if suite.inputs else None
+    buckets, notes = bucket_inputs_noted(suite.inputs, suite.clip_lengths_s) if suite.inputs else (None, [])
     has_chunking = any(m.kind != "single" for m in suite.modes)
     limit = int(suite.memory_limit_gb * 2**30) if suite.memory_limit_gb else None
-    cases, notes = [], []
+    cases = []
     for variant in variant_order(suite):
         spec = suite.variant_spec(variant)
         missing = missing_package(spec.backend)

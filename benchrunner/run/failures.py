@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 
+from ..errors import scrub
 from ..store.results import ERROR, OOM
 
 _OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "std::bad_alloc")
@@ -57,7 +58,7 @@ def describe_exception(exc: BaseException, limit: int = 300) -> str:
     with ``stage`` and ``cause`` reads ``stage: Type: message``."""
     if hasattr(exc, "stage") and hasattr(exc, "cause"):
         return f"{exc.stage}: {describe_exception(exc.cause, limit)}"
-    first_line = (str(exc).strip().splitlines() or [""])[0]
+    first_line = scrub((str(exc).strip().splitlines() or [""])[0])  # the error column never holds a password
     text = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -52,16 +52,38 @@ def audio_duration_s(path: Path) -> float:
 def bucket_inputs(folder: Path, lengths_s: list[float], *, tolerance: float = 0.25) -> dict[float, list[InputRef]]:
     """Each audio file goes to the nearest clip length within ``tolerance`` (relative);
     files fitting no bucket are left out. Files are sorted by name, so buckets are stable."""
+    return bucket_inputs_noted(folder, lengths_s, tolerance=tolerance)[0]
+
+
+def bucket_inputs_noted(folder: Path, lengths_s: list[float], *,
+                        tolerance: float = 0.25) -> tuple[dict[float, list[InputRef]], list[str]]:
+    """:func:`bucket_inputs`, and a note naming the files left out (too short, too long, no
+    frames). A file whose header cannot be read (corrupt, empty, not audio) is bad input,
+    found here, before any case runs."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise UserError(f"inputs: folder {str(folder)!r} has no .wav or .flac files")
     buckets: dict[float, list[InputRef]] = {length: [] for length in lengths_s}
+    left_out = []
     for path in files:
-        duration = audio_duration_s(path)
+        duration = _readable_duration_s(path)
         nearest = min(lengths_s, key=lambda length: abs(length - duration))
-        if abs(nearest - duration) <= tolerance * nearest:
+        if duration > 0 and abs(nearest - duration) <= tolerance * nearest:
             buckets[nearest].append(InputRef(clip_s=nearest, path=str(path)))
-    return buckets
+        else:
+            left_out.append(f"{path.name} ({duration:.3g} s)")
+    notes = [f"{len(left_out)} input file(s) in {folder} fit no clip length within {tolerance:.0%} and are left "
+             f"out: {', '.join(left_out)}"] if left_out else []
+    return buckets, notes
+
+
+def _readable_duration_s(path: Path) -> float:
+    try:
+        return audio_duration_s(path)
+    except Exception as exc:  # soundfile's errors, OSError: the file is unusable
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"{path}: inputs: cannot read it as audio ({message}; expected a WAV or FLAC file "
+                        "soundfile opens)") from None
 
 
 def load_clip(ref: InputRef, pipeline: Pipeline) -> dict[str, torch.Tensor]:
@@ -83,7 +105,7 @@ def _load_file_clip(path: Path, pipeline: Pipeline, seed: int) -> dict[str, torc
     import torch
 
     clip = pipeline.make_clip(duration_s, seed)
-    clip["audio"] = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0)
+    clip[pipeline.file_input] = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0)
     frames_path = path.with_suffix(".npy")
     if frames_path.exists():
         clip["frames"] = _load_frames(frames_path)

@@ -8,6 +8,7 @@ import time
 import click
 
 from ..store.results import TOTAL_STAGE
+from ..analysis.stats import describe
 
 
 def _clock(seconds: float) -> str:
@@ -21,7 +22,7 @@ def case_line(case, rows: list[dict], worker_lost: str | None) -> str:
     failed = [r for r in totals if r["status"] != "ok"]
     text = f"{case.case_id:<28} ok {len(ok)}/{len(totals)}"
     if ok:
-        text += f"  median {ok[len(ok) // 2]:.1f} ms"
+        text += f"  median {describe(ok).p50:.1f} ms"  # the statistic summary.csv's latency_p50_ms holds
     if failed:
         text += f"  {failed[0]['status']}: {failed[0]['error'][:100]}"
     if worker_lost:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..store.results import HARNESS_STAGES, OK, SCHEMA_VERSION, TOTAL_STAGE, now_iso
+from ..store.results import HARNESS_STAGES, OK, QUALITY_STREAMS_KEY, SCHEMA_VERSION, TOTAL_STAGE, now_iso
 from .cases import Case
 
 
@@ -35,6 +35,8 @@ class RepeatMeasurement:
     retries: int | None = None
     quality_snr_db: float | None = None
     quality_max_abs_err: float | None = None
+    output_nonfinite: int | None = None
+    quality_streams: list[dict] | None = None  # per output stream; written to quality.csv, not samples.csv
     accuracy: dict[str, Any] | None = None   # the accuracy_* columns (see quality.accuracy_columns)
     variant: dict[str, Any] | None = None    # the variant_* columns: the worker's build report
     input: str = ""
@@ -67,7 +69,9 @@ def repeat_rows(case: Case, stages: list[str], m: RepeatMeasurement) -> list[dic
         "mem_source": m.mem_source, "util_mean_pct": m.util_mean_pct, "util_p95_pct": m.util_p95_pct,
         "util_samples": m.util_samples, "util_source": m.util_source, "io_wait_ms": m.io_wait_ms,
         "chunks": m.chunks, "retries": m.retries, "quality_snr_db": m.quality_snr_db,
-        "quality_max_abs_err": m.quality_max_abs_err, **(m.accuracy or {}), **(m.variant or {}),
+        "quality_max_abs_err": m.quality_max_abs_err, "output_nonfinite": m.output_nonfinite,
+        **({QUALITY_STREAMS_KEY: m.quality_streams} if m.quality_streams else {}),
+        **(m.accuracy or {}), **(m.variant or {}),
     })
     return rows
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import queue
 import re
 import shutil
+import signal
 import sys
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,13 +26,14 @@ from ..analysis import stats
 from ..analysis.summary import summarise
 from ..analysis.warnings import (device_memory_warnings, gpu_run_warnings, other_process_warnings, placement_warnings,
                                  quality_warnings, run_warnings, sampler_warnings)
-from ..errors import Interrupted, UserError
+from ..errors import Interrupted, StorageError, UserError, scrub_argv
 from ..measure.environment import capture_environment, diff_environments, environment_warnings, source_commits
 from ..measure.gpu import resolve_device as gpu_resolve_device
 from ..pipeline import check_factory_args, resolve_factory
 from ..store.locks import FileLock
-from ..store.results import (TOTAL_STAGE, RunFiles, now_iso, read_manifest, read_samples, read_timeline,
-                             repair_run, samples_schema_matches)
+from ..store.results import (TOTAL_STAGE, WORKER_LOG, RunFiles, manifest_field, now_iso, read_manifest, read_samples,
+                             read_timeline, repair_run, samples_schema_matches)
+from ..store.runs import check_run_id, is_run_id
 from ..suite import Suite, validate_suite
 from .cases import Case, build_cases
 from .executors import ExecutorSpec, Lane, WorkerHandle, WorkerUnavailable, open_executor
@@ -94,14 +97,15 @@ def run_suite(suite: Suite, *, out_dir: Path | None = None, argv: list[str] | No
               executor: ExecutorSpec | None = None) -> RunResult:
     """A new run of ``suite`` into ``out_dir/<run_id>`` (a fresh id unless one is given), its
     cases spread over the workers of ``executor`` (default: one local worker)."""
+    explicit = run_id is not None
+    run_id = check_run_id(run_id, "--run-id") if explicit else new_run_id(suite.name)
     check_pipeline(suite)
     device = resolve_device(suite.device)
     out_dir = Path(out_dir or suite.results_dir)
-    explicit = run_id is not None
-    run_id = run_id or new_run_id(suite.name)
     out_existed = out_dir.exists()
     with _open_slots(suite, executor, device) as slots:
         run_id, run_dir = _fresh_run_dir(out_dir, run_id, explicit)
+        _log_into(slots, run_dir)
         with run_lock(run_dir).acquire(wait=wait):
             if (run_dir / "manifest.json").exists():
                 raise UserError(f"--run-id: {run_dir} already holds a run (expected a new id, or --resume {run_id})")
@@ -109,6 +113,12 @@ def run_suite(suite: Suite, *, out_dir: Path | None = None, argv: list[str] | No
             manifest = _manifest(suite, run_id, device, argv or sys.argv, notes)
             _note_executor(manifest, slots)
             return _execute(suite, RunFiles(run_dir), manifest, cases, on_event, slots=slots)
+
+
+def _log_into(slots: list["_WorkerSlot"], run_dir: Path) -> None:
+    """Workers write their output (the pipeline's own prints) to the run folder's worker.log."""
+    for slot in slots:
+        slot.log_path = run_dir / WORKER_LOG
 
 
 class _open_slots:
@@ -154,16 +164,23 @@ def _prepare(suite: Suite, slot: "_WorkerSlot", run_id: str, device: str, run_di
     try:
         cases, notes = build_cases(suite, run_id=run_id, device=device, run_dir=run_dir)
         if "latency" in suite.scenarios:
-            slot.get(cases[0])
+            _check_file_input(suite, slot.get(cases[0]).info)
         else:
-            slot.get(cases[0], stage_devices=suite.throughput.stage_devices)
+            _check_file_input(suite, slot.get(cases[0], stage_devices=suite.throughput.stage_devices).info)
     except UserError:
-        if not any(p.name != ".lock" for p in run_dir.iterdir()):
+        if not any(p.name not in (".lock", WORKER_LOG) for p in run_dir.iterdir()):
             shutil.rmtree(run_dir, ignore_errors=True)
             if created_out_dir is not None and not any(created_out_dir.iterdir()):
                 created_out_dir.rmdir()
         raise
     return cases, notes
+
+
+def _check_file_input(suite: Suite, info: dict) -> None:
+    """With ``inputs = "dir"``, the pipeline must have the stream the files' audio goes into."""
+    problem = info.get("file_input_problem")
+    if suite.inputs and problem:
+        raise UserError(f"{suite.path}: inputs: {problem}")
 
 
 def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None = None,
@@ -173,8 +190,11 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
     run_dir = _find_run_dir(run_ref, out_dir)
     with run_lock(run_dir).acquire(wait=wait):
         manifest = read_manifest(run_dir)
+        _check_manifest_fields(manifest, run_dir)
+        check_run_id(manifest.get("run_id"), f"{run_dir / 'manifest.json'}: run_id")
         stored = validate_suite(manifest["suite"]["as_loaded"], Path(manifest["suite"]["path"]))
         _check_resumable(manifest, stored, suite, force)
+        read_samples(run_dir)  # a corrupt samples.csv is named precisely before the schema check
         if not samples_schema_matches(run_dir):
             raise UserError(f"--resume {manifest['run_id']}: {run_dir / 'samples.csv'}: written with an older "
                             "column schema (expected the columns of this benchrunner; resume it with the "
@@ -184,7 +204,7 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
         cases, notes = build_cases(stored, run_id=manifest["run_id"], device=device, run_dir=run_dir)
         todo = [c for c in cases if c.case_id not in complete]
         manifest.setdefault("resumed", []).append({
-            "at": now_iso(), "argv": list(argv or sys.argv), "repairs": repairs, "cases_left": len(todo),
+            "at": now_iso(), "argv": scrub_argv(argv or sys.argv), "repairs": repairs, "cases_left": len(todo),
             "environment_diff": _env_diff(manifest["environment"], capture_environment(cwd=Path.cwd())),
         })
         manifest["status"] = "running"
@@ -192,13 +212,24 @@ def resume_run(run_ref: str, *, out_dir: Path | None = None, suite: Suite | None
         for note in repairs:
             emit("note", text=note)
         with _open_slots(stored, executor, device) as slots:
+            _log_into(slots, run_dir)
             _note_executor(manifest, slots)
             return _execute(stored, RunFiles(run_dir), manifest, todo, on_event, total=len(cases),
                             done=len(cases) - len(todo), slots=slots, all_cases=cases)
 
 
+def _check_manifest_fields(manifest: dict, run_dir: Path) -> None:
+    """What resuming reads from the manifest must be there (one line naming the field if not)."""
+    for keys in (("suite", "as_loaded"), ("suite", "path"), ("suite", "device"), ("environment",)):
+        value = manifest_field(manifest, run_dir, *keys)
+        if keys[-1] in ("as_loaded", "environment") and not isinstance(value, dict):
+            raise UserError(f"{run_dir / 'manifest.json'}: manifest: {'.'.join(keys)} is a "
+                            f"{type(value).__name__} (expected an object written by bench run)")
+
+
 def _find_run_dir(run_ref: str, out_dir: Path | None) -> Path:
-    for candidate in (Path(run_ref), Path(out_dir or "results") / run_ref):
+    candidates = [Path(run_ref)] + ([Path(out_dir or "results") / run_ref] if is_run_id(run_ref) else [])
+    for candidate in candidates:
         if (candidate / "manifest.json").exists():
             return candidate
     raise UserError(f"--resume: {run_ref!r}: no run folder with a manifest.json "
@@ -231,6 +262,7 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
     if "latency" not in suite.scenarios:
         cases, total, done = [], 0, 0
     files.write_manifest(manifest)
+    files.reserve_space()
     emit("start", run_id=manifest["run_id"], run_dir=files.dir, total=total or len(cases), done=done,
          device=manifest["suite"]["device"], notes=manifest.get("notes", []),
          workers=[{"worker": s.lane.label, "device": s.lane.device} for s in slots])
@@ -246,20 +278,64 @@ def _execute(suite: Suite, files: RunFiles, manifest: dict, cases: list[Case], o
     except Interrupted as exc:
         exc.run_id = manifest["run_id"]
         raise
+    except OSError as exc:  # disk full, folder gone read-only: the run ends interrupted, resumable
+        raise StorageError(exc, run_id=manifest["run_id"]) from None
     finally:
-        manifest["workers"] = manifest.get("workers", []) + slot.workers
-        manifest["worker_summary"] = manifest.get("worker_summary", []) + tally.summary()
-        manifest["baseline_drift"] = manifest.get("baseline_drift", []) + slot.drift
-        manifest["sampler"] = slot.sampler
-        manifest["design"] = run_design(slot.suite, slot.design)
-        manifest["variants"] = {**manifest.get("variants", {}), **{k: v for k, v in slot.variants.items()
-                                                                   if k not in manifest.get("variants", {})}}
-        _finish(files, manifest, status, emit)
+        with signals_deferred(raise_after=status == "finished"):
+            manifest["workers"] = manifest.get("workers", []) + slot.workers
+            _record_worker_environment(manifest)
+            manifest["worker_summary"] = manifest.get("worker_summary", []) + tally.summary()
+            manifest["baseline_drift"] = manifest.get("baseline_drift", []) + slot.drift
+            manifest["sampler"] = slot.sampler
+            manifest["design"] = run_design(slot.suite, slot.design)
+            manifest["variants"] = {**manifest.get("variants", {}), **{k: v for k, v in slot.variants.items()
+                                                                       if k not in manifest.get("variants", {})}}
+            _finish(files, manifest, status, emit)
     if status == "finished":
         shutil.rmtree(files.dir / "accuracy_reference", ignore_errors=True)  # kept only for a --resume
     samples = read_samples(files.dir)
     failed = int(((samples["stage"] == "total") & (samples["status"] != "ok")).sum())
     return RunResult(manifest["run_id"], files.dir, status, len(cases), failed, manifest.get("warnings", []))
+
+
+def _record_worker_environment(manifest: dict) -> None:
+    """The environment's thread counts and plugin as the workers ran them (a plugin's import
+    may call torch.set_num_threads), not as the CLI process has them; the CLI's stay as
+    ``cli_num_threads`` / ``cli_num_interop_threads``."""
+    workers = [w for w in manifest.get("workers", []) if "torch_threads" in w]
+    torch_env = (manifest.get("environment") or {}).get("torch")
+    if not workers or not isinstance(torch_env, dict):
+        return
+    torch_env.setdefault("cli_num_threads", torch_env.get("num_threads"))
+    torch_env.setdefault("cli_num_interop_threads", torch_env.get("num_interop_threads"))
+    for key, field_name in (("intra_op", "num_threads"), ("inter_op", "num_interop_threads")):
+        values = sorted({w["torch_threads"][key] for w in workers})
+        torch_env[field_name] = values[0] if len(values) == 1 else ", ".join(map(str, values))
+    torch_env["threads_from"] = "workers, after the pipeline loaded"
+    plugins = [w["plugin"] for w in workers if w.get("plugin")]
+    if plugins:
+        manifest["environment"]["plugin"] = plugins[-1]
+
+
+@contextmanager
+def signals_deferred(*, raise_after: bool):
+    """SIGINT and SIGTERM wait while the run writes its summary and final manifest: a second
+    Ctrl-C close after the first must not leave the manifest ``running`` without a summary.
+    A signal held here is raised afterwards only when no interruption is already under way
+    (``raise_after``: the run had finished). Main thread only (where Python runs handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: held.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if held and raise_after:
+        raise Interrupted(held[0])
 
 
 def _run_throughput(slot: "_WorkerSlot", suite: Suite, cases: list[Case], files: RunFiles,
@@ -295,6 +371,7 @@ class _WorkerSlot:
         self.suite = suite
         self.executor = executor or open_executor(None)
         self.lane = lane or Lane("w0", resolve_device(suite.device))
+        self.log_path: Path | None = None  # the run folder's worker.log: the pipeline's own output
         self.live: dict[str, WorkerHandle] = {}  # variant -> its live worker on this lane
         self.reference_baselines: dict[str, int] = {}
         self.workers: list[dict] = []   # what each worker reported when ready
@@ -346,7 +423,7 @@ class _WorkerSlot:
                                   backend=case.backend, build_dir=case.build_dir,
                                   seed=self.suite.seed, setup_call=_compares_variants(self.suite),
                                   stage_devices=stage_devices)
-            worker = self.executor.start_worker(self.lane, config, str(self.suite.path))
+            worker = self.executor.start_worker(self.lane, config, str(self.suite.path), log_path=self.log_path)
             self.live[case.variant] = worker
             info = {k: v for k, v in worker.info.items() if k != "variant_build"}
             self.workers.append({"variant": case.variant, "worker": self.lane.label, **info})
@@ -446,6 +523,7 @@ def _drive(events: queue.Queue, n_cases: int, n_lanes: int, files: RunFiles, pro
             progress.emit("repeat", case=event[2], repeat=event[3], worker=slot.lane.label)
         elif kind == "group":
             written += _write_group(event[2], event[3], event[4], files, progress, slot.lane.label)
+            _show_log_tail(progress, event[3], slot.log_path)
             records.note_diagnostics(event[3].diagnostics)
             tally.add(slot.lane, event[4], len(event[2]) - len(event[3].unfinished), event[5])
         elif kind == "diagnostics":  # the sampler's notes of one slice of interleaved variants
@@ -728,6 +806,13 @@ def _placement(worker: WorkerHandle, label: str) -> dict:
     return {"host": worker.info.get("host", ""), "gpu": worker.info.get("gpu", ""), "worker": label}
 
 
+def _show_log_tail(progress: _Progress, outcome, log_path: Path | None) -> None:
+    """When a worker was lost, say so with the last lines it wrote (its log is in the run folder)."""
+    if outcome.worker_lost and outcome.log_tail:
+        progress.emit("note", text=f"worker lost ({outcome.worker_lost}) in {outcome.lost_case}; last lines of "
+                                   f"{log_path}:\n    " + "\n    ".join(outcome.log_tail))
+
+
 def _without_doomed_reference(slot: "_WorkerSlot", case: Case) -> Case:
     """No untimed single-pass quality reference for a clip whose single pass killed a worker:
     it would kill this case's worker too (quality then stays blank)."""
@@ -744,7 +829,7 @@ def _manifest(suite: Suite, run_id: str, device: str, argv: list[str], notes: li
     env = capture_environment(cwd=Path.cwd())
     env["sources"] = source_commits(suite.pipeline)
     return {
-        "format_version": 1, "run_id": run_id, "status": "running", "argv": list(argv),
+        "format_version": 1, "run_id": run_id, "status": "running", "argv": scrub_argv(argv),
         "started_at": now_iso(), "ended_at": None, "benchrunner_version": __version__,
         "suite": {"name": suite.name, "path": str(suite.path), "as_loaded": suite.raw,
                   "modes": [m.label for m in suite.modes], "clip_lengths_s": suite.clip_lengths_s,
@@ -796,9 +881,16 @@ def _sampler_warnings(manifest: dict) -> list:
 
 
 def _finish(files: RunFiles, manifest: dict, status: str, emit: EventHandler) -> None:
+    """summary.csv and the manifest's final status. The disk held since the start is released
+    first, so both still fit when the disk filled up; a summary that cannot be written is a
+    note (resume writes it), the status is what must reach the disk."""
+    files.release_space()
     samples = read_samples(files.dir)
     summary = summarise(samples)
-    files.write_summary(summary)
+    try:
+        files.write_summary(summary)
+    except OSError as exc:
+        manifest.setdefault("notes", []).append(f"summary.csv not written: {exc.strerror or exc}")
     found = run_warnings(summary) + gpu_run_warnings(read_timeline(files.dir)) + _sampler_warnings(manifest) + \
         placement_warnings(samples)
     manifest["warnings"] = manifest.get("environment_warnings", []) + [w.__dict__ for w in found] + \

@@ -36,13 +36,13 @@ from ..measure.memory import CpuMemoryTracker, CudaMemoryTracker, read_status_by
 from ..measure.sampler import SOURCE_CPU, UTIL_METRIC, CpuBackend, CpuTimeWindow, Sampler
 from ..measure.timing import make_stage_timer, synchronize
 from ..pipeline import Pipeline, load_pipeline
-from ..store.results import now_iso
+from ..store.results import INPUT_ERROR, now_iso
 from ..suite import VariantSpec
 from .cases import Case
 from .failures import WorkerMustEnd, classify_exception, describe_exception, free_memory, is_sticky_cuda_error
 from .inputs import InputRef, Prefetcher
 from .modes import ChunkedMode, ChunkFailed, ModeResult, execute_mode, parse_mode
-from .quality import accuracy_columns, output_deviation, stream_accuracy
+from .quality import accuracy_columns, count_nonfinite, output_deviation, stream_accuracy
 from .rows import UTIL_SOURCE_CASE_LEVEL, RepeatMeasurement, repeat_rows
 
 
@@ -197,6 +197,8 @@ class Worker:
             "timer_source": self.timer.source, "util_source": self.sampler.util_source if self.sampler else "off",
             "baseline_mem_bytes": self.memory.baseline_bytes(), **self.placement(),
             "device_index": self.gpu.index if self.gpu else None, "device_uuid": self.gpu.uuid if self.gpu else None,
+            "file_input_problem": self.pipeline.file_input_problem(),
+            **loaded_environment(self.config.pipeline),
             "variant_build": self.variant_build,
             **self._device_memory(),
         }
@@ -317,7 +319,7 @@ class Worker:
         m = RepeatMeasurement(repeat=repeat, io_wait_ms=io_wait_ms, input=ref.label, started_at=now_iso(),
                               timer_source=self.timer.source)
         if isinstance(clip, BaseException):
-            m.status, m.error = "error", f"input {ref.label}: {describe_exception(clip)}"
+            m.status, m.error = INPUT_ERROR, f"input {ref.label}: {describe_exception(clip)}"
             return m, (0.0, 0.0)
         result, failure, window = self._timed_call(case, chunked, clip)
         if failure is not None and self._sticky_error:
@@ -329,6 +331,7 @@ class Worker:
         else:
             m.total_ms, m.stage_ms = self._total_ms, self._stage_ms
             m.executed_as, m.chunks, m.retries = result.executed_as, result.chunks, result.retries
+            m.output_nonfinite = count_nonfinite(result.output)
         self._fill_memory_and_util(m, window)
         if result is not None and case.want_quality:
             self._fill_quality(m, case, ref, clip, result)
@@ -403,11 +406,13 @@ class Worker:
         reference = self.references[ref]
         if isinstance(reference, dict):
             try:
-                deviation = output_deviation(reference, result.output)
+                deviation = output_deviation(reference, result.output,
+                                             {name: s.time_axis for name, s in self.pipeline.outputs.items()})
             except ValueError as exc:  # outputs that cannot be compared: quality stays blank, and says why
                 self._note_quality_problem(f"{case.case_id}: {exc}")
                 return
             m.quality_snr_db, m.quality_max_abs_err = deviation.snr_db, deviation.max_abs_err
+            m.quality_streams = [asdict(s) for s in deviation.streams]
 
     def _fill_accuracy(self, m: RepeatMeasurement, case: Case, ref: InputRef, result: ModeResult) -> None:
         """Compare this repeat's output with the reference variant's output for the same input
@@ -494,6 +499,25 @@ def _select_device(device: str) -> str:
         return device
     from ..measure.gpu import select_cuda_device
     return select_cuda_device(device)
+
+
+def loaded_environment(spec: str) -> dict[str, Any]:
+    """What this worker runs with once the pipeline is loaded (a plugin may change the thread
+    counts on import): torch's intra-/inter-op threads, and the plugin's top-level module with
+    its installed distribution and version (None when it is not installed, e.g. on PYTHONPATH)."""
+    from importlib import metadata
+
+    top = spec.partition(":")[0].split(".")[0]
+    distributions = metadata.packages_distributions().get(top) or []
+    plugin = {"module": top, "distribution": None, "version": None}
+    for name in distributions:
+        try:
+            plugin = {"module": top, "distribution": name, "version": metadata.version(name)}
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    return {"torch_threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
+            "plugin": plugin}
 
 
 def call_order(cases: list[Case], part: GroupPart | None = None) -> list[tuple[int, int]]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,7 +32,7 @@ from sqlalchemy import (Boolean, Column, Engine, Float, Index, Integer, MetaData
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from ..errors import UserError
+from ..errors import UserError, scrub
 from ..measure.environment import SUMMARY_FIELDS, environment_summary
 from .results import TOTAL_STAGE, read_manifest, read_summary
 from .runs import parse_time
@@ -168,18 +167,14 @@ def default_db_url(results_dir: Path = Path("results")) -> str:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ***, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """``url`` with its credentials replaced, for messages (benchrunner.errors.scrub)."""
+    return scrub(url)
 
 
 def _bad_db(url: str, reason: str) -> UserError:
     password = _password(url)
-    if password:
-        reason = reason.replace(password, "***")
-    return UserError(f"--db/{DB_ENV}: cannot open history database {mask_url(url)}: {reason} "
+    return UserError(f"--db/{DB_ENV}: cannot open history database {mask_url(url)}: "
+                     f"{scrub(reason, secrets=(password,) if password else ())} "
                      "(expected a SQLAlchemy URL, e.g. sqlite:///results/history.db or postgresql://user@host/db)")
 
 
@@ -406,7 +401,7 @@ def record_folders(history: History, suite: str, paths) -> int:
 def _suite_of(folder: Path) -> str | None:
     try:
         return (read_manifest(folder).get("suite") or {}).get("name")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, UserError):  # a corrupt folder is not one of the suite
         return None
 
 

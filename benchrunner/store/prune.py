@@ -4,13 +4,18 @@ A run folder is a folder of the results folder with a manifest.json. Runs are gr
 the manifest's suite name and ordered by its started_at. An older run is deleted only when
 its lock (``.lock``, benchrunner.store.locks.FileLock, the lock `bench run` holds while writing) can
 be taken without waiting and its manifest, read again under that lock, is not "running".
-Folders without a readable manifest, suite name or start time are never touched. The history
+Folders without a readable manifest, suite name or start time are never touched, and symbolic
+links are never followed: a linked run folder, a linked manifest or a linked lock file is
+skipped with the reason (taking a lock through a link would create or truncate a file
+wherever the link points). The dry run lists exactly what the real run deletes. The history
 database keeps its rows: pruning removes raw files, not the trend.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -65,7 +70,13 @@ def prune_runs(results_dir: Path, *, keep: int, dry_run: bool = False) -> PruneR
 
 def _scan(results_dir: Path, result: PruneResult) -> list[RunFolder]:
     folders = []
-    for path in sorted(p for p in results_dir.iterdir() if p.is_dir() and (p / MANIFEST).is_file()):
+    for path in sorted(results_dir.iterdir()):
+        if path.is_symlink():  # never followed: its target may be anywhere
+            if path.is_dir():
+                result.skipped.append((path, "symbolic link (never followed)"))
+            continue
+        if not (path.is_dir() and (path / MANIFEST).is_file()):
+            continue
         folder = _read_folder(path)
         if isinstance(folder, str):
             result.skipped.append((path, folder))
@@ -76,6 +87,8 @@ def _scan(results_dir: Path, result: PruneResult) -> list[RunFolder]:
 
 def _read_folder(path: Path) -> RunFolder | str:
     """The run folder at ``path``, or why it cannot be placed (then it is left alone)."""
+    if (path / MANIFEST).is_symlink():
+        return "manifest.json is a symbolic link (never followed)"
     manifest = read_manifest_quietly(path)
     if manifest is None:
         return "unreadable manifest.json"
@@ -86,11 +99,21 @@ def _read_folder(path: Path) -> RunFolder | str:
 
 
 def _prune_one(run: RunFolder, result: PruneResult) -> None:
-    if run.status == "running":
-        result.skipped.append((run.path, "status running"))
-        return
+    """Delete ``run`` (or, in a dry run, say it would be deleted) unless :func:`_why_kept`
+    finds a reason to keep it. The dry run and the real run take the same decision: the real
+    one takes the lock first and decides under it; the dry run probes the lock (creating
+    no lock file) and decides the same way."""
     if result.dry_run:
-        _dry_run_one(run, result)
+        why = _why_kept(run, _probe_lock(run))
+        if why:
+            result.skipped.append((run.path, why))
+        else:
+            result.deleted.append(run)
+            result.freed_bytes += _size(run.path)
+        return
+    why = _why_kept(run, None)
+    if why:
+        result.skipped.append((run.path, why))
         return
     lock = FileLock(run.path / LOCK, what=f"run folder {run.path}")
     try:
@@ -104,6 +127,33 @@ def _prune_one(run: RunFolder, result: PruneResult) -> None:
         lock.release()
 
 
+def _why_kept(run: RunFolder, locked_by: str | None) -> str | None:
+    """Why ``run`` must not be deleted, or None. ``locked_by`` names a holder found by a probe."""
+    if run.path.is_symlink():
+        return "symbolic link (never followed)"
+    if (run.path / LOCK).is_symlink():
+        return f"{LOCK} is a symbolic link (never followed)"
+    if run.status == "running":
+        return "status running"
+    if locked_by:
+        return f"locked by {locked_by}"
+    return None
+
+
+def _probe_lock(run: RunFolder) -> str | None:
+    """The lock's holder when another process holds it; probes only an existing, real lock
+    file (so a dry run creates none)."""
+    path = run.path / LOCK
+    if path.is_symlink() or not path.exists():
+        return None
+    lock = FileLock(path, what=f"run folder {run.path}")
+    try:
+        lock.acquire(wait=False).release()
+    except LockedError:
+        return lock.holder_text()
+    return None
+
+
 def _delete_locked(run: RunFolder, result: PruneResult) -> None:
     manifest = read_manifest_quietly(run.path) or {}
     if manifest.get("status") == "running":  # a resume started between the scan and the lock
@@ -111,7 +161,7 @@ def _delete_locked(run: RunFolder, result: PruneResult) -> None:
         return
     size = _size(run.path)
     try:
-        shutil.rmtree(run.path)
+        shutil.rmtree(run.path)  # removes links inside the folder, never what they point to
     except OSError as exc:
         result.skipped.append((run.path, f"could not delete: {exc.strerror or exc}"))
         return
@@ -119,21 +169,18 @@ def _delete_locked(run: RunFolder, result: PruneResult) -> None:
     result.freed_bytes += size
 
 
-def _dry_run_one(run: RunFolder, result: PruneResult) -> None:
-    """Report what pruning would do; probe the lock only where a lock file exists (probing
-    creates none)."""
-    if (run.path / LOCK).exists():
-        lock = FileLock(run.path / LOCK, what=f"run folder {run.path}")
-        try:
-            lock.acquire(wait=False).release()
-        except LockedError:
-            result.skipped.append((run.path, f"locked by {lock.holder_text()}"))
-            return
-    result.deleted.append(run)
-    result.freed_bytes += _size(run.path)
-
-
-
-
 def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    """Bytes of the regular files under ``path``, links neither counted nor followed, the
+    run's lock file left out (the real run holds it, the dry run may find none)."""
+    total = 0
+    for folder, _dirs, files in os.walk(path, followlinks=False):
+        for name in files:
+            if name == LOCK and folder == str(path):
+                continue
+            try:
+                info = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
+    return total

@@ -8,6 +8,7 @@ is never picked by default).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,35 @@ from ..errors import UserError
 
 DONE_STATUSES = ("finished", "interrupted")
 MANIFEST = "manifest.json"
+RUN_ID_MAX_CHARS = 128
+_RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def check_run_id(run_id: object, what: str = "run id") -> str:
+    """``run_id`` when it is a valid run id, else UserError. A run id is a folder name, never
+    a path: letters, digits, ``.``, ``_`` and ``-`` only, no leading dot (so not ``.``,
+    ``..`` or a hidden folder), at most RUN_ID_MAX_CHARS characters. The one rule, used
+    wherever an id is read (CLI arguments, a manifest's run_id) or written (run folders,
+    report folders)."""
+    text = run_id if isinstance(run_id, str) else ""
+    if not (isinstance(run_id, str) and _RUN_ID.fullmatch(text) and len(text) <= RUN_ID_MAX_CHARS):
+        shown = repr(run_id) if len(repr(run_id)) <= 80 else repr(run_id)[:77] + "..."
+        raise UserError(f"{what}: {shown} is not a run id (expected letters, digits, '.', '_' or '-', "
+                        f"not starting with '.', at most {RUN_ID_MAX_CHARS} characters)")
+    return text
+
+
+def is_run_id(text: object) -> bool:
+    try:
+        check_run_id(text)
+    except UserError:
+        return False
+    return True
+
+
+def run_dir_for(results_dir: Path, run_id: str, what: str = "run id") -> Path:
+    """The folder of run ``run_id`` under ``results_dir`` (the id checked first)."""
+    return Path(results_dir) / check_run_id(run_id, what)
 
 
 @dataclass(frozen=True)
@@ -29,7 +59,9 @@ class RunData:
 
     @property
     def run_id(self) -> str:
-        return str(self.manifest.get("run_id") or self.path.name)
+        """The manifest's run id when it is a valid one, else the folder's name."""
+        stored = self.manifest.get("run_id")
+        return stored if is_run_id(stored) else self.path.name
 
 
 def resolve_run(ref: str | Path | None, results_dir: Path = Path("results")) -> Path:
@@ -40,7 +72,8 @@ def resolve_run(ref: str | Path | None, results_dir: Path = Path("results")) -> 
     if ref is None:
         return latest_run(results_dir)
     path = Path(ref)
-    for candidate in (path, results_dir / str(ref)):
+    candidates = [path] + ([results_dir / str(ref)] if is_run_id(str(ref)) else [])
+    for candidate in candidates:
         if (candidate / MANIFEST).is_file():
             return candidate
     if path.is_dir() and _run_folders(path):
@@ -60,29 +93,31 @@ def is_run_ref(ref: str, results_dir: Path = Path("results")) -> bool:
 
 def latest_run(results_dir: Path) -> Path:
     """The finished or interrupted run with the newest started_at in ``results_dir``."""
-    best: tuple[datetime, Path] | None = None
+    return done_runs_newest_first(results_dir)[0]
+
+
+def done_runs_newest_first(results_dir: Path) -> list[Path]:
+    """The finished or interrupted runs of ``results_dir``, newest started_at first (ties by
+    name); UserError when there is none."""
+    found: list[tuple[datetime, str, Path]] = []
     for folder in _run_folders(results_dir):
         manifest = read_manifest_quietly(folder)
         if manifest is None or manifest.get("status") not in DONE_STATUSES:
             continue
         started = parse_time(manifest.get("started_at"))
-        if started is not None and (best is None or started > best[0]):
-            best = (started, folder)
-    if best is None:
+        if started is not None:
+            found.append((started, folder.name, folder))
+    if not found:
         raise UserError(f"{results_dir}: run: no finished or interrupted run found "
                         f"(expected run folders made by `bench run SUITE --out {results_dir}`, or pass --run)")
-    return best[1]
+    return [folder for _, _, folder in sorted(found, key=lambda f: (f[0], f[1]), reverse=True)]
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     """manifest.json of ``run_dir``; a missing or unreadable one is bad input."""
-    path = Path(run_dir) / MANIFEST
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: manifest: file not found (expected a run folder made by `bench run`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: manifest: not valid JSON ({exc})") from None
+    from .results import read_manifest as read_checked
+
+    return read_checked(run_dir)
 
 
 def load_run(ref: str | Path | None, results_dir: Path = Path("results")) -> RunData:

@@ -10,13 +10,16 @@ new worker and the sweep goes on.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from ...errors import UserError
-from ...store.results import CRASH, TIMEOUT
+from ...store.results import CRASH, TIMEOUT, worker_log_tail
 from ..cases import Case
 from ..inputs import InputRef
 from ..rows import apply_case_level_util, failure_rows
@@ -39,6 +42,7 @@ class GroupOutcome:
     unfinished: list[str] = field(default_factory=list)  # other cases with repeats left: run them again
     baseline_after: int | None = None  # the worker's memory after the group (see Worker._baseline_after)
     diagnostics: dict = field(default_factory=dict)  # the sampler's notes (see Worker.diagnostics)
+    log_tail: list[str] = field(default_factory=list)  # last lines of the worker log when it was lost
 
 
 def _repeats_done(outcome: CaseOutcome) -> int:
@@ -56,15 +60,42 @@ def exit_description(exitcode: int | None) -> str:
     return f"worker exited with code {exitcode}"
 
 
-class LocalWorker:
-    """One worker process and the parent's end of its pipe."""
+def serve_logged(conn, config: WorkerConfig, log_path: str | None) -> None:
+    """The worker's entry point: its stdout and stderr (the pipeline's own prints, and any
+    traceback) go to ``log_path`` instead of the terminal of ``bench run``, then :func:`serve`."""
+    if log_path is not None:
+        redirect_output(log_path, f"--- worker pid {os.getpid()}: {config.pipeline} {config.pipeline_args}")
+    serve(conn, config)
 
-    def __init__(self, config: WorkerConfig, source: str = "suite"):
+
+def redirect_output(log_path: str, header: str) -> None:
+    """Point file descriptors 1 and 2 (so C extensions' output too) at ``log_path``, appended,
+    line-buffered so the last lines are on disk when the process dies."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
+    print(header, flush=True)
+
+
+class LocalWorker:
+    """One worker process and the parent's end of its pipe. With ``log_path``, the worker's
+    output goes to that file (the run folder's worker.log)."""
+
+    def __init__(self, config: WorkerConfig, source: str = "suite", log_path: Path | None = None):
         self.config = config
         self.source = source
+        self.log_path = log_path
         ctx = mp.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
-        self.process = ctx.Process(target=serve, args=(child_conn, config), name="benchrunner-worker", daemon=True)
+        self.process = ctx.Process(target=serve_logged, args=(child_conn, config, None if log_path is None
+                                                              else str(log_path)),
+                                   name="benchrunner-worker", daemon=True)
         self.process.start()
         child_conn.close()
         self.info = self._wait_ready()
@@ -182,6 +213,7 @@ class LocalWorker:
         group.cases[case.case_id].rows += failure_rows(case, self.stages, repeat, kind, error)
         group.worker_lost, group.lost_case = kind, case.case_id
         done_before = getattr(self, "_done_before", {})
+        group.log_tail = worker_log_tail(None, log_path=self.log_path)
         group.unfinished = [case_id for case_id, outcome in group.cases.items()
                             if case_id != case.case_id
                             and done_before.get(case_id, 0) + _repeats_done(outcome) < by_id[case_id].repeats]
@@ -217,8 +249,8 @@ class LocalExecutor:
         devices = local_devices(self.spec.devices, device, self.spec.workers)
         return [Lane(f"w{i}", d) for i, d in enumerate(devices)]
 
-    def start_worker(self, lane, config: WorkerConfig, source: str) -> LocalWorker:
-        return LocalWorker(config, source=source)
+    def start_worker(self, lane, config: WorkerConfig, source: str, log_path: Path | None = None) -> LocalWorker:
+        return LocalWorker(config, source=source, log_path=log_path)
 
     def describe(self) -> dict:
         return self.spec.describe()

@@ -99,6 +99,7 @@ class RayWorker(LocalWorker):
     def __init__(self, actor_class, lane: Lane, config: WorkerConfig, source: str, runtime_env: dict):
         self.ray = import_ray()
         self.config, self.source, self.lane = config, source, lane
+        self.log_path = None  # an actor's output goes to Ray's worker logs (see RayExecutor.start_worker)
         self._buffer: deque = deque()
         self._death: str | None = None
         self.actor = actor_class.options(runtime_env=runtime_env, **lane.resources).remote(config)
@@ -202,7 +203,8 @@ class RayExecutor:
             return [Lane(f"w{i}", worker_device, {"num_gpus": 1, "num_cpus": 1}) for i in range(self.spec.workers)]
         return [Lane(f"w{i}", worker_device, {"num_cpus": 1}) for i in range(self.spec.workers)]
 
-    def start_worker(self, lane: Lane, config: WorkerConfig, source: str) -> RayWorker:
+    def start_worker(self, lane: Lane, config: WorkerConfig, source: str, log_path=None) -> RayWorker:
+        """``log_path`` is not used: an actor's output goes to Ray's own worker logs."""
         env = {"env_vars": {"PYTHONPATH": os.pathsep.join(plugin_paths(config.pipeline))}}
         return RayWorker(self._actor_class, lane, config, source, env)
 

@@ -59,7 +59,15 @@ def run_stages(pipeline: Pipeline, value: Any, timer: StageTimer, label: str, su
         with timer.measure(stage.name, f"{label}/{stage.name}{suffix}"):
             try:
                 value = stage.fn(value)
-            except Exception as exc:
+            except (Exception, KeyboardInterrupt, SystemExit) as exc:  # a stage's exit is its repeat's error
                 raise StageFailed(stage.name, exc) from exc
+    if not isinstance(value, dict):
+        last = pipeline.stages[-1].name
+        raise StageFailed(last, TypeError(f"returned {_what(value)}, expected a dict of tensors (output streams)"))
     return value
+
+
+def _what(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
 

@@ -99,6 +99,8 @@ class StreamingMerge:
             if state is None:
                 state = self._state[name] = _StreamState.start(stream, out, self.table[0], self.clip_s,
                                                                self.overlap_s, self.device)
+            _check_chunk_length(name, out.shape[state.axis], state.rate, chunk, chunk.index, len(self.table),
+                                self.clip_s, self.overlap_s)
             state.add(out, chunk, self.table, self.clip_s, self.overlap_s)
 
     def result(self) -> dict[str, torch.Tensor]:
@@ -174,6 +176,23 @@ class _StreamState:
         self.acc = time_slice(self.acc, self.axis, count, self.weight.numel()).clone()
         self.weight = self.weight[count:].clone()
         self.written = until
+
+
+LENGTH_TOLERANCE_STEPS = 1  # a model that emits ceil(N / hop) steps is one step long, not wrong
+
+
+class ChunkLengthError(ValueError):
+    """A chunk's output does not cover its span: merging it would zero-fill or cut real output."""
+
+
+def _check_chunk_length(name: str, steps: int, rate: float, chunk: ChunkRecord, k: int, count: int,
+                        clip_s: float, overlap_s: float) -> None:
+    span_start, span_end = context_span(chunk, clip_s, overlap_s)
+    expected = round(span_end * rate) - round(span_start * rate)
+    if abs(steps - expected) > LENGTH_TOLERANCE_STEPS:
+        raise ChunkLengthError(
+            f"chunk {k + 1}/{count} [{span_start:g}-{span_end:g} s with context]: output stream {name!r} has "
+            f"{steps} steps, expected {expected} (+-{LENGTH_TOLERANCE_STEPS}) at {rate:g} Hz")
 
 
 def _stream_of(output: dict, name: str) -> torch.Tensor:
