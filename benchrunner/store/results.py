@@ -290,7 +290,13 @@ def read_samples(run_dir: Path) -> pd.DataFrame:
 
 
 # absent from runs written before them: read as blank (see upgrade_samples)
-LATER_SAMPLE_COLUMNS = ("peak_mem_growth_bytes", "reserved_growth_bytes", "output_nonfinite")
+# columns added after schema 1: a file of an older schema lacks them, and reads them blank
+LATER_SAMPLE_COLUMNS = ("peak_mem_growth_bytes", "reserved_growth_bytes",                    # schema 2
+                        "host", "gpu", "worker",                                             # schema 3
+                        "accuracy_reference", "accuracy_snr_db", "accuracy_max_abs_err",     # schema 4
+                        "accuracy_mean_abs_err", "accuracy_argmax_agree_pct", "accuracy_streams",
+                        "variant_backend", "variant_param_bytes", "variant_file_bytes", "variant_setup_ms",
+                        "output_nonfinite")                                                  # schema 5
 
 
 def _read_text(path: Path, what: str) -> str:
