@@ -113,6 +113,7 @@ def test_the_workers_baseline_after_a_cuda_group_is_the_allocators(monkeypatch):
     worker = Worker.__new__(Worker)
     worker.device = "cuda:0"
     worker.references = {"clip": {"audio": torch.zeros(1 << 20)}}
+    worker.accuracy_references = {}
     worker.memory = type("Tracker", (), {"baseline_bytes": lambda self: 5 * GIB})()
     monkeypatch.setattr("benchrunner.run.worker.free_memory", lambda: None)
     assert worker._baseline_after() == 5 * GIB

@@ -140,7 +140,7 @@ def load_run(run: str | Path) -> RunView:
     run_dir = resolve_run_dir(run)
     manifest = read_manifest(run_dir)  # a missing or corrupt one is a UserError naming the file
     samples = read_samples(run_dir)
-    if samples.empty:
+    if samples.empty and not _has_throughput(run_dir):  # a throughput-only run has no samples.csv rows
         raise UserError(f"{run_dir / 'samples.csv'}: samples: missing or no rows (the summary has nothing "
                         "measured behind it; expected the samples.csv bench run writes)")
     summary = read_summary(run_dir)

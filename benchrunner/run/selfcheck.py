@@ -254,7 +254,7 @@ def check_timer_accuracy(d_ms: float, *, repeats: int, device: str = "cpu", warm
     timer = timer_factory(device)
     reported, wall = [], []
     for i in range(warmup + repeats):
-        total_ms, stage_ms = harness_repeat(pipeline, None, timer, device)
+        total_ms, stage_ms = harness_repeat(pipeline, {}, timer, device)
         if i >= warmup:
             reported.append(stage_ms["busy"])
             wall.append(total_ms)
@@ -273,8 +273,8 @@ def check_timer_accuracy(d_ms: float, *, repeats: int, device: str = "cpu", warm
 def allocating_stage(n_bytes: int, device: str) -> Stage:
     """A stage that allocates ``n_bytes`` and writes every byte (so every page is resident)."""
 
-    def allocate(value):
-        return torch.empty(n_bytes, dtype=torch.uint8, device=device).fill_(1)
+    def allocate(value):  # the output is a stream, as a pipeline's last stage must return
+        return {"allocated": torch.empty(n_bytes, dtype=torch.uint8, device=device).fill_(1)}
 
     return Stage("allocate", allocate)
 
@@ -303,7 +303,7 @@ def check_memory_accuracy(*, repeats: int, device: str = "cpu", n_bytes: int = M
             tracker.begin()
             if sampler is not None:
                 window["start"] = sampler.now_ms()
-            harness_repeat(pipeline, None, timer, device)
+            harness_repeat(pipeline, {}, timer, device)
             reading = tracker.end()
             if i >= warmup:
                 sources.add(reading.source)
@@ -429,7 +429,7 @@ def check_stage_overhead(*, blocks: int, repeats_per_block: int, device: str = "
     fns = [_noop] * n_stages
     pipeline = _pipeline_of([Stage(f"noop{i}", fn) for i, fn in enumerate(fns)], device)
     timer = make_stage_timer(device)
-    value = torch.zeros(1, device=device)
+    value = {"x": torch.zeros(1, device=device)}  # a pipeline's output is a dict of streams
     clock = time.perf_counter_ns
 
     def harness_block() -> list[float]:
