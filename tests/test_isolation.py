@@ -157,7 +157,10 @@ def test_after_an_oom_case_the_baseline_returns_to_the_first_cases(bench, write_
     assert set(totals.query("case_id == 'default/single/60s'")["status"]) == {"oom"}
     first = totals.query("case_id == 'default/single/5s'")["baseline_mem_bytes"].iloc[0]
     after_oom = totals.query("case_id == 'default/single/6s'")["baseline_mem_bytes"].iloc[0]
-    assert abs(after_oom - first) <= 0.05 * first, (first, after_oom)
+    # A leak of the out-of-memory case would be hundreds of MB (it was allowed 0.5 GB); the 6 s
+    # case itself holds a longer clip than the 5 s one, loaded before its call: 10% of the
+    # baseline separates the two on a busy machine too (5% failed by 0.2% under load).
+    assert abs(after_oom - first) <= 0.10 * first, (first, after_oom)
 
 
 SLOW_SUITE = """
