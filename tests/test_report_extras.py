@@ -239,3 +239,54 @@ def test_pdf_has_both_sections(extras):
                           capture_output=True, text=True, check=True).stdout
     assert "Trend of the last 10 nights" in text and "Profile summary" in text
     assert "host-side" in text and STEP_CASE in text
+
+
+# --- run against run: the night-to-night noise from the store, as bench nightly judges --------
+
+def _noisy_nights(run_dir: Path, results: Path, db_url: str, nights: int, spread: float) -> None:
+    """``nights`` nights before ``run_dir`` whose summaries move by ``spread`` (log sd) night to
+    night, recorded with the run itself."""
+    manifest, summary = read_manifest(run_dir), read_summary(run_dir)
+    started = datetime.fromisoformat(manifest["started_at"])
+    rng = np.random.default_rng(11)
+    folders = []
+    for night in range(nights):
+        when = started - timedelta(days=nights - night)
+        files = RunFiles(results / f"{when:%Y%m%d-%H%M%S}-{manifest['suite']['name']}")
+        files.dir.mkdir(parents=True)
+        files.write_summary(summary.assign(run_id=files.dir.name,
+                                           latency_p50_ms=summary["latency_p50_ms"] * rng.lognormal(0, spread)))
+        files.write_manifest({**manifest, "run_id": files.dir.name, "started_at": when.isoformat()})
+        folders.append(files.dir)
+    with open_history(db_url) as history:
+        for folder in [*folders, run_dir]:
+            history.record_run(folder)
+
+
+def _latency_against(run: Path, base: Path, db_url: str):
+    """The report's latency comparison of run against base, as assemble() builds it, and the
+    text of every section of the model."""
+    from benchrunner.report import analysis, trend
+    from benchrunner.report.model import load_run
+
+    view, base_view = load_run(run), load_run(base)
+    noise = trend.night_noise(view, db_url, analysis.RUN_METRICS)
+    latency = analysis.run_outcomes(view, base_view, noise)[0].value
+    model = build_model(run, against=base, db_url=db_url)
+    text = "\n".join(p for section in model.sections for p in section.paragraphs)
+    return latency, text
+
+
+def test_the_report_judges_run_against_run_with_the_stores_night_to_night_noise(tmp_path):
+    base = make_synthetic_run(tmp_path / "results", run_id="20250228-020000-synthetic", seed=5, failures=False)
+    run = make_synthetic_run(tmp_path / "results", seed=6, slowdown=1.06, failures=False)
+    fixed, text = _latency_against(run, base, f"sqlite:///{tmp_path / 'none.db'}")
+    assert any(r.verdict == "slower" for r in fixed.rows)  # 6 % slower: over the fixed 2 % minimum effect
+    assert "night-to-night" not in text
+
+    db_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    _noisy_nights(run, tmp_path / "nights", db_url, nights=9, spread=0.10)
+    noisy, text = _latency_against(run, base, db_url)
+    assert all(r.verdict == "no significant change" for r in noisy.rows), [(r.clip_s, r.verdict) for r in noisy.rows]
+    assert all(r.noise_nights and r.min_effect > 0.06 for r in noisy.rows)
+    assert "within the usual night-to-night noise" in text

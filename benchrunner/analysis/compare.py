@@ -577,6 +577,26 @@ def night_to_night_noise(series: pd.DataFrame, *, min_nights: int = NOISE_MIN_NI
     return found
 
 
+def night_noise_of(history, suite: str, metric: str, *, until: str | None = None) -> dict[str, NightNoise] | None:
+    """Each case's measured night-to-night noise of ``metric`` (latency, memory) over the last
+    NOISE_LAST_NIGHTS nights of ``suite`` in ``history`` (a store.history.History), up to the
+    run that started at ``until`` when given; None for failures (counts, not a ratio) or when
+    the store cannot say."""
+    from ..errors import BenchError
+
+    if history is None or metric == "failure":
+        return None
+    try:
+        series = history.series(suite, metric)
+    except BenchError:
+        return None
+    if until is not None and not series.empty:
+        started = pd.to_datetime(series["started_at"], utc=True, errors="coerce")
+        series = series[started <= pd.to_datetime(until, utc=True)]
+    nights = list(dict.fromkeys(series["run_id"]))[-NOISE_LAST_NIGHTS:] if not series.empty else []
+    return night_to_night_noise(series[series["run_id"].isin(nights)]) if nights else {}
+
+
 def noise_summary(result: CompareResult) -> str | None:
     """One line for a digest or report: the rows whose difference is within the usual
     night-to-night noise, e.g. "latency: 4 cases within the usual night-to-night noise

@@ -173,12 +173,12 @@ def _baseline_step(history, baseline: str, suite: Suite, result: NightlyResult, 
 def _judge_step(history, suite: Suite, result: NightlyResult) -> None:
     """Regressions against the baseline, budget breaches, and change points in the series."""
     from ..analysis.budgets import budgets_from_manifest, check_budgets
-    from ..analysis.compare import compare_runs, noise_summary
+    from ..analysis.compare import compare_runs, night_noise_of, noise_summary
 
     if result.baseline:
         for metric in ("latency", "memory", "failure"):
             compared = compare_runs(result.baseline, result.run_dir, metric=metric,
-                                    night_noise=_night_noise(history, suite, metric))
+                                    night_noise=night_noise_of(history, suite.name, metric))
             result.alerts += [_regression_text(compared, row) for row in compared.regressions()]
             result.notes += [line for line in [noise_summary(compared)] if line]
     from ..store.throughput import read_throughput
@@ -190,19 +190,6 @@ def _judge_step(history, suite: Suite, result: NightlyResult) -> None:
         result.alerts += _change_alerts(history, suite)
     if result.alerts and result.exit_code == EXIT_OK:
         result.exit_code = EXIT_REGRESSION
-
-
-def _night_noise(history, suite: Suite, metric: str) -> dict | None:
-    """Each case's measured night-to-night noise of ``metric`` (latency, memory) from the
-    history store, the run being judged included; None without a store."""
-    from ..analysis.compare import NOISE_LAST_NIGHTS, night_to_night_noise
-
-    if history is None or metric == "failure":
-        return None
-    try:
-        return night_to_night_noise(history.series(suite.name, metric, last_n=NOISE_LAST_NIGHTS))
-    except BenchError:
-        return None
 
 
 def _regression_text(compared, row) -> str:

@@ -5,6 +5,7 @@ A report never re-measures: these read the run's samples and summary only.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,13 +123,20 @@ def mode_outcomes(view: RunView) -> list[Outcome]:
             for a, b in mode_pairs(view)]
 
 
-def run_outcomes(view: RunView, base: RunView | None) -> list[Outcome]:
+def run_outcomes(view: RunView, base: RunView | None, noise: dict[str, dict | None] | None = None
+                 ) -> list[Outcome]:
     """This run (B) against the baseline run (A), cases matched by their full key: latency,
-    peak memory and failures."""
+    peak memory and failures. ``noise`` (metric -> each case's night-to-night noise from the
+    history store) sets a case's minimum effect as ``bench nightly`` does, and the notes say
+    which cases are within it."""
     if base is None:
         return []
-    return [_compare(f"{metric}: {view.run_id} vs {base.run_id}",
-                     lambda c, metric=metric: c.compare_runs(str(base.run_dir), str(view.run_dir), metric=metric))
+    noise = noise or {}
+
+    def one(c, metric: str):
+        result = c.compare_runs(str(base.run_dir), str(view.run_dir), metric=metric, night_noise=noise.get(metric))
+        return dataclasses.replace(result, notes=[*result.notes, *filter(None, [c.noise_summary(result)])])
+    return [_compare(f"{metric}: {view.run_id} vs {base.run_id}", lambda c, metric=metric: one(c, metric))
             for metric in RUN_METRICS]
 
 

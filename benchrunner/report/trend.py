@@ -70,6 +70,19 @@ def trend_outcome(view: RunView, db_url: str | None, nights: int) -> Outcome:
     return Outcome(TITLE, value=TrendData(db, nights, night_list, window, trend_changes(window, METRIC), this))
 
 
+def night_noise(view: RunView, db_url: str | None, metrics: tuple[str, ...]) -> dict[str, dict | None]:
+    """Each metric's night-to-night noise per case from the history store, over the nights up
+    to this run (what ``bench nightly`` judged this run with); {} when there is no store."""
+    try:
+        from ..analysis.compare import night_noise_of
+        from ..store.history import default_db_url, open_history
+        with open_history(db_url or default_db_url(), create=False) as history:
+            return {m: night_noise_of(history, view.suite, m, until=view.manifest.get("started_at"))
+                    for m in metrics}
+    except (ImportError, BenchError):
+        return {}
+
+
 def _window(series: pd.DataFrame, view: RunView, nights: int) -> pd.DataFrame:
     """The newest ``nights`` runs that started no later than this run (and this run itself)."""
     cutoff = pd.to_datetime(view.manifest.get("started_at"), utc=True, errors="coerce")
