@@ -178,6 +178,48 @@ def test_chunked_mode_times_split_and_merge_as_their_own_rows():
     assert stage_ms["merge"] > 0 and stage_ms["split"] > 0
 
 
+def test_chunked_mode_gives_freed_host_heap_back_after_every_chunk_inside_the_merge_row(monkeypatch):
+    """Each chunk starts from a trimmed heap, as the first does after the worker's trim before
+    the repeat; the trim's time is the merge row's, not a stage's."""
+    import benchrunner.run.modes.chunked as chunked_module
+    from benchrunner.measure.timing import CpuStageTimer
+
+    class Recording(CpuStageTimer):
+        open_stage = None
+
+        @contextlib.contextmanager
+        def measure(self, stage, label):
+            self.open_stage = stage
+            with super().measure(stage, label):
+                yield
+            self.open_stage = None
+
+    pipeline, timer, seen = testing_pipelines.build(), Recording(), []
+    monkeypatch.setattr(chunked_module, "release_free_heap", lambda: seen.append(timer.open_stage))
+    timer.begin_repeat()
+    with torch.inference_mode():
+        result = execute_mode(parse_mode("chunked"), pipeline, pipeline.make_clip(20, 0), 20, timer,
+                              ChunkedMode(5, 0.5))
+    timer.end_repeat()
+    assert seen == ["merge"] * result.chunks and result.chunks == 4
+
+
+def test_chunked_mode_trims_only_host_outputs_and_after_dropping_them(monkeypatch):
+    import benchrunner.run.modes.chunked as chunked_module
+    from benchrunner.run.modes.merge import StreamingMerge
+
+    calls = []
+    monkeypatch.setattr(chunked_module, "release_free_heap", lambda: calls.append(1))
+    streams, table = {"audio": testing_pipelines.build().outputs["audio"]}, plan_chunks(5, 5)
+    steps = 5 * testing_pipelines.RATE
+    on_meta = [{"audio": torch.ones(1, steps, device="meta")}]  # a device other than the host
+    chunked_module._merge_and_release(StreamingMerge(streams, 5, 0.0, table), table, on_meta)
+    assert calls == []
+    on_host = [{"audio": torch.ones(1, steps)}]
+    chunked_module._merge_and_release(StreamingMerge(streams, 5, 0.0, table), table, on_host)
+    assert calls == [1] and on_host == []  # the chunk outputs were dropped before the trim
+
+
 def test_hybrid_switches_at_the_threshold():
     pipeline = testing_pipelines.build()
     assert run(pipeline, "hybrid@20", 20).executed_as == "single"

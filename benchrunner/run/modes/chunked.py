@@ -8,6 +8,7 @@ import torch
 
 from ...pipeline import ChunkContext, Pipeline, reset_current_chunk, set_current_chunk
 from ...suite import ChunkConfig
+from ...measure.memory import release_free_heap
 from ..failures import classify_exception, describe_exception, free_memory
 from .base import ChunkFailed, ChunkRecord, ModeResult, StageTimer, run_stages
 from ...store.results import MERGE_STAGE, SPLIT_STAGE
@@ -34,8 +35,7 @@ class ChunkedMode(ChunkConfig):
                                             label, len(table))
             retries += used
             with timer.measure(MERGE_STAGE, f"{label}/{MERGE_STAGE}/chunk{records[0].index}"):
-                for record, output in zip(records, outputs):
-                    merger.add(record, output)
+                _merge_and_release(merger, records, outputs)
             del outputs
         with timer.measure(MERGE_STAGE, f"{label}/{MERGE_STAGE}"):
             merged = merger.result()
@@ -69,6 +69,24 @@ class ChunkedMode(ChunkConfig):
                 raise ChunkFailed(f"{_name(records, count)} failed after {records[0].attempts} attempt(s): {message}",
                                   kind)
             retries += 1
+
+
+def _merge_and_release(merger: StreamingMerge, records: list[ChunkRecord], outputs: list[dict]) -> None:
+    """Merge the group's outputs, drop them, and on the host give the freed heap back.
+
+    The worker trims the heap before every repeat (``CpuMemoryTracker.begin``), so the first
+    chunk starts from a compact heap; trimming after every chunk gives each later chunk the
+    same start. Without it, glibc's per-thread arenas keep the freed pages of earlier chunks
+    in fragments the next chunk cannot reuse, and host peak RSS grows with the number of
+    chunks (clip length), which is the allocator's history, not the pipeline's need. The
+    trim runs inside the ``merge`` row, so its cost is the harness's, not a stage's.
+    """
+    on_host = all(t.device.type == "cpu" for output in outputs for t in output.values() if torch.is_tensor(t))
+    for record, output in zip(records, outputs):
+        merger.add(record, output)
+    outputs.clear()  # the caller's list: the chunk outputs are freed before the trim
+    if on_host:
+        release_free_heap()
 
 
 def _attempt(pipeline: Pipeline, records: list[ChunkRecord], batch_input: dict, timer: StageTimer, label: str,
