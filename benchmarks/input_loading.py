@@ -3,7 +3,8 @@
 WAV files at 44.1 kHz stereo (so every load decodes, mixes and resamples to the pipeline's
 16 kHz) feed the reference pipeline. In alternating blocks, the stage latency (sum of the
 pipeline's stages, as the worker times them) is measured with a fresh file loaded for every
-repeat, and with no loading at all (the same clip, already prepared). Both for
+repeat, and with no loading at all (one file loaded once; each call gets the harness's fresh
+copy of it, as a run does). Both for
 input_loading = "before" (the default: the clip is loaded before the call starts) and
 "overlap" (a prefetch thread loads the next clip during the call, the opt-in scenario).
 
@@ -54,9 +55,7 @@ def measure(*, overlap: bool, blocks: int, per_block: int, clip_s: float, scale:
     folder = Path(tempfile.mkdtemp(prefix="input-loading-"))
     refs = [InputRef(clip_s=clip_s, path=str(p)) for p in _write_wavs(folder, 4, clip_s)]
     timer = CpuStageTimer()
-    prepared = Prefetcher(pipeline, overlap=False)
-    prepared.schedule([refs[0]])
-    _, fixed_clip, _ = prepared.get()
+    still = Prefetcher(pipeline, overlap=False)  # one file, loaded once: each get is the harness's fresh copy
 
     def loading_block() -> list[float]:
         loader = Prefetcher(pipeline, overlap=overlap)
@@ -69,7 +68,8 @@ def measure(*, overlap: bool, blocks: int, per_block: int, clip_s: float, scale:
         return values
 
     def still_block() -> list[float]:
-        return [_stage_ms(pipeline, {k: v.clone() for k, v in fixed_clip.items()}, timer) for _ in range(per_block)]
+        still.schedule([refs[0]] * per_block)
+        return [_stage_ms(pipeline, still.get()[1], timer) for _ in range(per_block)]
 
     loading_block(), still_block()  # warm-up
     with_loading, without = [], []

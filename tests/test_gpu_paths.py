@@ -19,6 +19,7 @@ from benchrunner.measure.memory import CpuMemoryTracker, CudaMemoryTracker
 from benchrunner.store.results import SAMPLE_COLUMNS, upgrade_samples
 from benchrunner.run.rows import UTIL_SOURCE_CASE_LEVEL, apply_case_level_util
 from benchrunner.suite import TIMERS, load_suite
+from benchrunner.run.hoststore import HostStore
 from benchrunner.run.worker import Worker, WorkerConfig, case_level_util, cuda_memory_fraction, resident_reference_bytes
 
 GIB = 1 << 30
@@ -112,8 +113,9 @@ def test_host_copies_of_references_are_not_subtracted_from_cuda_memory():
 def test_the_workers_baseline_after_a_cuda_group_is_the_allocators(monkeypatch):
     worker = Worker.__new__(Worker)
     worker.device = "cuda:0"
-    worker.references = {"clip": {"audio": torch.zeros(1 << 20)}}
-    worker.accuracy_references = {}
+    worker.references = HostStore()
+    worker.references.put("clip", {"audio": torch.zeros(1 << 20)})
+    worker.accuracy_references = {"clip.pt": {"audio": torch.zeros(1 << 20)}}
     worker.memory = type("Tracker", (), {"baseline_bytes": lambda self: 5 * GIB})()
     monkeypatch.setattr("benchrunner.run.worker.free_memory", lambda: None)
     assert worker._baseline_after() == 5 * GIB

