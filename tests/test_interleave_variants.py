@@ -203,3 +203,13 @@ def test_each_variant_can_be_measured_in_several_processes_one_block_each(write_
 
     assert process_blocks(manifest) == [0, 0, 1, 1]
     assert compare("a", "b", run=run_dir).design == "paired"
+
+
+def test_false_aa_verdicts_with_one_process_per_variant_suggest_several():
+    from benchrunner.analysis.compare import aa_fix
+
+    one = {"design": {"variants": "interleaved", "processes_per_variant": 1}}
+    assert "processes_per_variant = 4" in aa_fix(2, one)
+    assert aa_fix(0, one) is None  # nothing false: nothing to fix
+    assert aa_fix(2, {"design": {"variants": "interleaved", "processes_per_variant": 4}}) is None
+    assert aa_fix(2, {"design": {"variants": "sequential"}}) is None

@@ -643,7 +643,26 @@ def aa_floor(run: str | Path | None, *, results_dir: Path = Path("results"), see
     summary = [f"A/A: two identical variants ({result.design} design); false verdicts {rate} rows"
                + (f"; noise floor up to +-{worst:.1%} (the smallest change this machine shows here)"
                   if worst is not None else "")]
+    manifest = load_run(run, results_dir).manifest if run is not None else {}
+    summary += [line for line in [aa_fix(len(false), manifest)] if line]
     return AAResult(replace(result, notes=summary + result.notes), len(false), len(judged), floors)
+
+
+AA_PROCESSES_FIX = 4
+
+
+def aa_fix(false_verdicts: int, manifest: dict) -> str | None:
+    """What to change after false A/A verdicts of a run that measured each variant in one
+    worker process: identical processes run identical code at different speeds
+    (benchmarks/process_effect.py), and with one process per variant that offset reads as an
+    effect; measured in several processes, it widens the interval instead."""
+    design = manifest.get("design") or {}
+    if not false_verdicts or design.get("variants") != "interleaved" or \
+            int(design.get("processes_per_variant") or 1) > 1:
+        return None
+    return (f"fix: set processes_per_variant = {AA_PROCESSES_FIX} in the suite: each variant is then measured in "
+            f"{AA_PROCESSES_FIX} worker processes and a process's own speed widens the interval instead of reading "
+            "as a difference (it costs a worker start and warm-up per process)")
 
 
 # --- notes --------------------------------------------------------------------------------
