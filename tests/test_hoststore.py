@@ -51,3 +51,15 @@ def test_replacing_and_clearing_frees_the_copies():
     assert torch.equal(store.get("a")["x"], torch.zeros(10)) and len(store) == 1
     store.clear()
     assert "a" not in store and len(store) == 0
+
+
+def test_without_a_file_the_copy_stays_in_the_process_and_is_counted(monkeypatch):
+    import os
+
+    def no_descriptor_left(*args):
+        raise OSError(24, "Too many open files")
+    monkeypatch.setattr(os, "memfd_create", no_descriptor_left, raising=False)
+    store = HostStore()
+    store.put("clip", {"x": torch.ones(1000)})
+    assert store.resident_bytes("cpu") == 4000 and store.resident_bytes("cuda:0") == 0
+    assert torch.equal(store.get("clip")["x"], torch.ones(1000))

@@ -6,8 +6,8 @@ chunked outputs are compared with) would sit in that RSS and be reported as the 
 by an amount that grows with the clip length. A :class:`HostStore` writes those tensors into
 an anonymous in-memory file (``memfd_create``, Linux) and reads fresh copies back: the bytes
 stay in RAM, but in no process's RSS, since the file is never mapped. Where memfd is not
-available the store keeps the tensors in the process and says so (``outside_rss``), and the
-worker subtracts them where it can (see ``Worker._baseline_after``).
+available (or no file descriptor is left) the store keeps the tensors in the process and
+counts them (``resident_bytes``), which the worker's leak check subtracts.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ class HostStore:
 
     def put(self, key: Hashable, value: dict[str, Any]) -> None:
         self.discard(key)
-        if not self.outside_rss:
+        fd = self._new_file()
+        if fd is None:
             self._entries[key] = (None, {k: v.clone() if torch.is_tensor(v) else v for k, v in value.items()})
             return
-        fd = os.memfd_create(f"benchrunner-{type(key).__name__}", os.MFD_CLOEXEC)
         layout: dict[str, Any] = {}
         offset = 0
         for name, item in value.items():
@@ -62,6 +62,15 @@ class HostStore:
             offset += len(data)
         self._entries[key] = (fd, layout)
 
+    def _new_file(self) -> int | None:
+        """A memfd, or None (kept in the process) where there is none or no descriptor is left."""
+        if not self.outside_rss:
+            return None
+        try:
+            return os.memfd_create("benchrunner-host-copy", os.MFD_CLOEXEC)
+        except OSError:  # e.g. EMFILE with very many inputs of one clip length
+            return None
+
     def get(self, key: Hashable) -> dict[str, Any]:
         fd, layout = self._entries[key]
         if fd is None:
@@ -70,9 +79,10 @@ class HostStore:
 
     def resident_bytes(self, device: str) -> int:
         """Bytes of the kept tensors inside this process's memory on ``device`` (0 outside RSS)."""
-        if self.outside_rss or torch.device(device).type != "cpu":
+        if torch.device(device).type != "cpu":
             return 0
-        return sum(v.nbytes for _, layout in self._entries.values() for v in layout.values() if torch.is_tensor(v))
+        return sum(v.nbytes for fd, layout in self._entries.values() if fd is None
+                   for v in layout.values() if torch.is_tensor(v))
 
     def discard(self, key: Hashable) -> None:
         fd, _ = self._entries.pop(key, (None, None))
