@@ -18,9 +18,7 @@ import known_cost  # noqa: E402
 def test_known_costs_read_as_known(tmp_path):
     cores = os.cpu_count() or 1
     load_before = os.getloadavg()[0]
-    # the stages busy-wait a quarter of the command's time (0.5 ms per clip second each): the
-    # same design and checks, a quarter of the CI time (benchmarks/known_cost.py keeps 2 ms)
-    outcome = known_cost.run_check(repeats=20, lengths=[10.0, 40.0], out=tmp_path, time_scale=0.25)
+    outcome = known_cost.run_check(repeats=20, lengths=[10.0, 40.0], out=tmp_path)
     busy = max(load_before, os.getloadavg()[0]) > cores
     checks = {name: (ok, detail) for name, ok, detail in outcome["checks"]}
     identical = {n: c for n, c in checks.items() if n.startswith("identical")}
