@@ -66,6 +66,43 @@ def test_sigterm_with_two_workers_then_resume_gives_every_key_once(write_suite, 
     assert len(read_manifest(run_dir)["executors"]) == 2  # the run and its resume
 
 
+def test_a_worker_killed_by_two_threads_at_once_closes_its_pipe_once():
+    """SIGTERM: the driver kills every worker while the lane whose worker just died kills it
+    too. The pipe's descriptor must be closed once: a second close fails with EBADF (the run
+    then ended as a file-system error, exit 74, instead of interrupted, 143) or closes a file
+    that took the number in between."""
+    import threading
+    import time
+
+    from benchrunner.run.executors.local import LocalWorker
+
+    class SlowClose:  # multiprocessing's Connection checks, closes, then forgets its handle
+        def __init__(self):
+            self.handle, self.closes = 7, 0
+
+        def close(self):
+            if self.handle is not None:
+                time.sleep(0.05)  # the window in which another thread sees the handle still open
+                self.closes += 1
+                self.handle = None
+
+    class DeadProcess:
+        def is_alive(self):
+            return False
+
+        def join(self, timeout=None):
+            pass
+
+    worker = LocalWorker.__new__(LocalWorker)  # the real class without its process start
+    worker._kill_lock, worker._conn, worker.process = threading.Lock(), SlowClose(), DeadProcess()
+    threads = [threading.Thread(target=worker.kill) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert worker._conn.closes == 1
+
+
 @pytest.mark.parametrize("args, field", [
     (["--workers", "0"], "--workers"),
     (["--devices", "cuda:0"], "--devices"),        # does not fit the suite's CPU device

@@ -495,10 +495,13 @@ def _run_cases(slots: list["_WorkerSlot"], cases: list[Case], files: RunFiles, e
         for thread in threads:
             thread.start()
         _drive(events, len(cases), len(slots), files, progress, slots[0], tally or _WorkerTally())
-    except BaseException:
+    except BaseException as exc:
         board.close(aborted=True)
         for slot in slots:
-            slot.kill()  # abandon the cases in progress: no partial rows, they run again on --resume
+            try:
+                slot.kill()  # abandon the cases in progress: no partial rows, they run again on --resume
+            except Exception as kill_error:  # what stopped the run (SIGTERM, a full disk) is what to report
+                exc.add_note(f"while stopping worker {slot.lane.label}: {kill_error!r}")
         raise
     board.close()
     for thread in threads:

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,7 @@ class LocalWorker:
         self.config = config
         self.source = source
         self.log_path = log_path
+        self._kill_lock = threading.Lock()  # see kill()
         ctx = mp.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
         self.process = ctx.Process(target=serve_logged, args=(child_conn, config, None if log_path is None
@@ -228,10 +230,15 @@ class LocalWorker:
         self.kill()
 
     def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(10)
-        self._conn.close()
+        """Kill the process and close the pipe, once. Two threads may get here together: the
+        driver abandoning the run (SIGTERM) and the lane that saw the worker die because of it;
+        without the lock both close the pipe's descriptor, and the second ``close`` fails with
+        EBADF, or closes whatever file took that number in between."""
+        with self._kill_lock:
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join(10)
+            self._conn.close()
 
 
 class LocalExecutor:
