@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -22,6 +24,59 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# pytest-xdist runs the tests two (or more) at a time (pyproject's addopts). A test marked
+# ``alone`` measures time, CPU share or memory, or races a short deadline: it runs with the
+# machine to itself. Every other test holds a shared lock on a file for its setup, call and
+# teardown, an ``alone`` test the exclusive lock; a turnstile lock taken first lets a waiting
+# ``alone`` test in before the next shared holder (no starvation). Consecutive ``alone`` tests of
+# one module keep the lock, so a module fixture they share (a Ray cluster) never runs beside
+# another test. GPU tests are ``alone`` too: they share the one GPU. Without xdist: no locks.
+_held: dict = {}
+
+
+def _runs_alone(item) -> bool:
+    return item.get_closest_marker("alone") is not None or item.get_closest_marker("gpu") is not None
+
+
+def _lock_file(name: str):
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+    return open(Path(tempfile.gettempdir()) / f"benchrunner-tests-{run}.{name}", "a")
+
+
+def _acquire(exclusive: bool) -> None:
+    turnstile, room = _lock_file("turnstile"), _lock_file("room")
+    fcntl.flock(turnstile, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(room, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    finally:
+        turnstile.close()
+    _held.update(room=room, exclusive=exclusive, module=None)
+
+
+def _release() -> None:
+    room = _held.pop("room", None)
+    if room is not None:
+        room.close()  # closing the file drops its lock
+    _held.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    alone = _runs_alone(item)
+    if not (_held.get("room") and _held["exclusive"] and alone and _held["module"] == item.module):
+        _release()
+        _acquire(alone)
+    _held["module"] = item.module
+    try:
+        yield
+    finally:
+        if not (alone and nextitem is not None and _runs_alone(nextitem) and nextitem.module is item.module):
+            _release()
 
 
 @pytest.fixture

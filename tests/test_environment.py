@@ -149,6 +149,7 @@ def test_real_capture_has_every_group_and_is_json(tmp_path):
     assert captured.utcoffset() == timedelta(0)
 
 
+@pytest.mark.alone
 def test_real_capture_is_fast():
     capture_environment()  # first call pays for lazy imports (pynvml)
     start = time.perf_counter()

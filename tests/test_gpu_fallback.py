@@ -7,6 +7,7 @@ import os
 import time
 
 import pynvml
+import pytest
 
 from benchrunner.analysis.warnings import sampler_warnings
 from benchrunner.measure.gpu import GPM_MIN_INTERVAL_S, WorkerGpu, open_sampler_backend, process_view
@@ -18,6 +19,7 @@ def identity(device):
     return 0, "5f1d2c3b-0a9e-4c7d-8b6a-1e2f3a4b5c6d"
 
 
+@pytest.mark.alone
 def test_without_nvml_the_sampler_measures_the_cpu_and_says_why():
     backend = open_sampler_backend("cuda:0", nvml=FakeNvml(init_error=pynvml.NVMLError_LibraryNotFound),
                                    identity=identity)
@@ -33,6 +35,7 @@ def test_without_nvml_the_sampler_measures_the_cpu_and_says_why():
     assert codes == ["util_on_cpu"]
 
 
+@pytest.mark.alone
 def test_with_gpm_the_sampler_paces_itself_above_100_ms_and_reads_sm_activity():
     fake = FakeNvml([FakeDevice()], clock=time.monotonic)  # the fake's counters move in real time
     backend = open_sampler_backend("cuda:0", nvml=fake, identity=identity)

@@ -92,6 +92,7 @@ def test_a_stage_that_aborts_is_a_crash_with_its_signal_and_the_sweep_goes_on(be
     assert len(crash) == 1  # the case ended at its first crashed repeat
 
 
+@pytest.mark.alone
 def test_a_hanging_case_times_out_within_3_to_6_s(write_suite):
     suite = load_suite(write_suite("""
         name = "hang"
@@ -139,6 +140,7 @@ def test_the_sweep_goes_on_after_a_timeout(bench, write_suite, tmp_path):
     assert dict(status) == {"default/single/2s": "ok", "default/single/4s": "timeout", "default/single/6s": "ok"}
 
 
+@pytest.mark.alone
 def test_after_an_oom_case_the_baseline_returns_to_the_first_cases(bench, write_suite, tmp_path):
     suite = write_suite("""
         name = "oom-baseline"

@@ -14,6 +14,8 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "benchmarks"))
 import known_cost  # noqa: E402
 
+pytestmark = pytest.mark.alone  # a busy second test would be part of what it measures
+
 
 def test_known_costs_read_as_known(tmp_path):
     cores = os.cpu_count() or 1

@@ -179,6 +179,7 @@ def slow_input_build(load_ms: float = 150.0):
     return pipeline
 
 
+@pytest.mark.alone
 def test_input_starvation_shows_as_io_wait_gaps(write_suite, tmp_path):
     import numpy as np
     import soundfile

@@ -22,7 +22,9 @@ from benchrunner.store.results import read_manifest, read_samples  # noqa: E402
 from benchrunner.suite import load_suite  # noqa: E402
 from test_isolation import expected_keys, keys_of, start_bench, statuses, wait_for_cases  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# alone: kills and node losses race a few seconds of work, and the cluster (a module fixture)
+# must not run beside another test's measurement
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 
 @pytest.fixture(scope="module")

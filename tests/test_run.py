@@ -150,6 +150,7 @@ def test_run_with_tune_prints_the_threshold_recommendation(bench, tmp_path):
     assert "recommended: hybrid@5" in result.stdout and "why:" in result.stdout
 
 
+@pytest.mark.alone
 def test_cpu_utilisation_is_measured_for_every_repeat_even_short_ones(bench, write_suite, tmp_path):
     import os
 

@@ -28,6 +28,8 @@ from benchrunner.run.selfcheck import (
 )
 from fake_nvml import FakeDevice, FakeNvml
 
+pytestmark = pytest.mark.alone  # the module's quick self-check measures timers, memory and the sampler
+
 CPU_CHECKS = [
     "timer accuracy, 1 ms busy-wait", "timer accuracy, 10 ms busy-wait", "timer accuracy, 100 ms busy-wait",
     "memory accuracy, 256 MiB", "agreement with torch.utils.benchmark", "overhead per stage call", "sampler overhead",

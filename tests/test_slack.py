@@ -227,6 +227,7 @@ def test_retry_after_beyond_budget_fails_fast(token):
     assert "retry after 30 s" in msg and "max_wait_s=3" in msg
 
 
+@pytest.mark.alone
 def test_server_error_forever_ends_in_notify_error(token):
     with FakeSlack(token=TOKEN, fail={"chat.postMessage": forever(500)}) as slack:
         t0 = time.monotonic()

@@ -148,6 +148,7 @@ def test_bootstrap_rejects_what_has_no_ratio():
         bootstrap_ratio_ci([1.0, 2.0], [1.0, 2.0], conf=1.0)
 
 
+@pytest.mark.alone
 def test_bootstrap_is_vectorised():
     rng = np.random.default_rng(10)
     a, b = rng.normal(100, 1, 30), rng.normal(100, 1, 30)

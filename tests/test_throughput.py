@@ -122,6 +122,7 @@ def _level(frame: pd.DataFrame, concurrency: int, stage: str = "total") -> pd.Se
     return frame[(frame["concurrency"] == concurrency) & (frame["stage"] == stage)].iloc[0]
 
 
+@pytest.mark.alone
 def test_truth_three_10ms_stages_pipeline_to_three_times_the_throughput(write_suite, tmp_path):
     """Three stages sleeping 10 ms: one clip at a time gives ~33 clips/s; with 3 or more clips in
     flight the stages overlap and give ~100 clips/s (>= 85). At 3 in flight (one per stage)
@@ -151,6 +152,7 @@ def test_truth_three_10ms_stages_pipeline_to_three_times_the_throughput(write_su
     assert len(measured) == three["clips"]                        # the raw rows behind the figure
 
 
+@pytest.mark.alone
 def test_truth_a_30ms_stage_among_10ms_stages_is_the_bottleneck(write_suite, tmp_path):
     frame, _result = _sweep(write_suite, tmp_path, [10, 30, 10], [1, 4])
     loaded = _level(frame, 4)
@@ -380,6 +382,7 @@ def test_a_stage_thread_that_cannot_start_ends_the_level_with_its_reason():
     executor.stop(1.0)
 
 
+@pytest.mark.alone
 def test_both_scenarios_in_one_run(write_suite, tmp_path):
     """scenario = ["latency", "throughput"]: the latency cases, then the sweep, in one run folder;
     a throughput budget is checked on both kinds of rows."""
