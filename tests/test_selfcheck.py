@@ -67,6 +67,18 @@ def test_each_verdict_is_its_figure_held_to_its_bound(quick_results):
     assert "95% CI [" in r.detail
 
 
+def test_agreement_is_judged_per_round_so_other_work_between_rounds_cancels():
+    from benchrunner.run.selfcheck import per_round_difference_pct
+
+    rounds, calls = 100, 3
+    speed = [1.0 if r % 5 else 1.6 for r in range(rounds)]  # every 5th round the machine is busy
+    harness = [10.0 * speed[r] for r in range(rounds) for _ in range(calls)]
+    timer = [10.0 * speed[r] for r in range(rounds) for _ in range(calls)]
+    harness[: 40 * calls] = [v * 1.12 for v in harness[: 40 * calls]]  # busy only while harness ran: 40 rounds
+    assert per_round_difference_pct(harness, timer, rounds) == pytest.approx(0.0)
+    assert per_round_difference_pct([v * 1.05 for v in timer], timer, rounds) == pytest.approx(5.0)
+
+
 def least_preempted_timer_figure(quick_results, d_ms: float, measurements: int = 3) -> float:
     """The timer check's figure, measured ``measurements`` times (the run's own and more), the
     smallest kept: preemption on a busy machine can only lengthen a busy-wait, never shorten
