@@ -42,7 +42,7 @@ def test_run_id_that_is_a_path_is_refused_before_anything_is_written(bench, tmp_
         done = bench("run", str(REPO / "suites" / "quick.toml"), "--lengths", "3", "--modes", "single",
                      "--repeats", "1", "--out", "results", "--run-id", run_id, cwd=work)
         assert done.returncode == 2, (run_id, done.stderr)
-        assert f"--run-id: {run_id!r} is not a run id" in done.stderr
+        assert f"--run-id: {repr(run_id)[:40]}" in done.stderr and "is not a run id" in done.stderr  # long: cut
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b"]  # nothing written anywhere
 
