@@ -99,7 +99,7 @@ def test_figures_are_plausible_even_on_a_busy_machine(quick_results):
     assert "rss_" in memory.detail
     assert 0 <= quick_results["overhead per stage call"].figure < 300  # a no-op stage call costs microseconds
     sampler = quick_results["sampler overhead"]
-    assert 0.2 < sampler.figure < 5.0  # a ratio of medians (quick mode: few, short repeats)
+    assert 0.2 < sampler.figure < 5.0  # a median of per-block ratios (quick mode: few, short repeats)
     assert "the sampler took 0 readings" not in sampler.detail  # the on-blocks really sampled
 
 

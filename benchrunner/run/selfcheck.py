@@ -33,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..analysis.stats import bootstrap_ratio_ci
+from ..analysis.stats import paired_ratio_ci
 from ..measure.environment import ValidityWarning
 from ..measure.memory import CpuMemoryTracker, CudaMemoryTracker
 from ..measure.sampler import CpuBackend, Sampler
@@ -400,9 +400,8 @@ def check_timer_agreement(*, rounds: int, calls_per_round: int, device: str = "c
 def per_round_difference_pct(a_ms: list[float], b_ms: list[float], rounds: int) -> float:
     """(median over rounds of median(a) / median(b) within the round) - 1, in percent; each
     side's calls are in round order, the same number per round."""
-    per_round_a = np.median(np.reshape(a_ms, (rounds, -1)), axis=1)
-    per_round_b = np.median(np.reshape(b_ms, (rounds, -1)), axis=1)
-    return (float(np.median(per_round_a / per_round_b)) - 1.0) * 100.0
+    per_round = np.divide(_block_medians(a_ms, rounds), _block_medians(b_ms, rounds))
+    return (float(np.median(per_round)) - 1.0) * 100.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -426,6 +425,11 @@ def _interleaved(blocks: int, a: Callable[[], list[float]], b: Callable[[], list
             out_b += b()
             out_a += a()
     return out_a, out_b
+
+
+def _block_medians(values: list[float], blocks: int) -> list[float]:
+    """The median of each of ``blocks`` equal, consecutive blocks of ``values``."""
+    return [float(m) for m in np.median(np.reshape(values, (blocks, -1)), axis=1)]
 
 
 def check_stage_overhead(*, blocks: int, repeats_per_block: int, device: str = "cpu",
@@ -482,9 +486,11 @@ def _sampler_backend(device: str):
 def check_sampler_overhead(*, blocks: int, repeats_per_block: int, device: str = "cpu",
                            hz: float = DEFAULT_SAMPLER_HZ, scale: str = SAMPLER_SCALE,
                            clip_s: float = SAMPLER_CLIP_S, warmup: int = 3) -> CheckResult:
-    """Median total latency of the reference pipeline with the sampler running at ``hz``
-    over the median with no sampler, in blocks that alternate on and off (a fresh Sampler
-    thread per on-block, over one backend); ratio and 95% bootstrap CI of the medians."""
+    """Total latency of the reference pipeline with the sampler running at ``hz`` over that
+    with no sampler, in blocks that alternate on and off (a fresh Sampler thread per
+    on-block, over one backend). Paired by block, as the comparisons of interleaved cases
+    are: the ratio is the median over block pairs of median(on) / median(off), with its 95%
+    bootstrap CI over the pairs, so what the machine does between pairs cancels."""
     pipeline = _reference(scale, device)
     clip = _clip_on(pipeline, clip_s, device)
     timer = make_stage_timer(device)
@@ -517,7 +523,7 @@ def check_sampler_overhead(*, blocks: int, repeats_per_block: int, device: str =
         close = getattr(backend, "close", None)
         if close is not None:
             close()
-    ratio, low, high = bootstrap_ratio_ci(off_ms, on_ms)
+    ratio, low, high = paired_ratio_ci(_block_medians(off_ms, blocks), _block_medians(on_ms, blocks))
     conclusive = 1 - SAMPLER_BOUND <= low and high <= 1 + SAMPLER_BOUND
     source = getattr(backend, "util_source", "?")
     fallback = getattr(backend, "fallback_reason", None)
@@ -526,8 +532,8 @@ def check_sampler_overhead(*, blocks: int, repeats_per_block: int, device: str =
         f"reference {scale}, {clip_s:g} s clip, total latency: sampler on ({source}, {hz:g} Hz) median "
         f"{np.median(on_ms):.3f} ms, off {np.median(off_ms):.3f} ms; 95% CI [{low:.4f}, {high:.4f}]"
         f"{'' if conclusive else ' (wider than the bound: more blocks would settle it)'}; "
-        f"{len(on_ms)} repeats each in {blocks} alternating blocks; the sampler took {sum(readings)} readings "
-        f"in {sum(on_s):.1f} s on" + (f"; {fallback}" if fallback else "")
+        f"{len(on_ms)} repeats each in {blocks} alternating blocks, paired by block; the sampler took "
+        f"{sum(readings)} readings in the {sum(on_s):.1f} s it ran" + (f"; {fallback}" if fallback else "")
         + (f"; backend errors: {'; '.join(sorted(errors))}" if errors else ""))
 
 
