@@ -225,9 +225,7 @@ def compare_samples(
     regression): ("faster", "slower") by default; memory can pass
     ("lower", "higher").
     """
-    good, bad = verdict_words
-    if good == bad or {good, bad} & {NO_CHANGE, INSUFFICIENT}:
-        raise ValueError(f"verdict_words must be two distinct new words, got {verdict_words}")
+    _check_verdict_words(verdict_words)
     xa, xb = _finite(a), _finite(b)
     med_a = float(np.median(xa)) if xa.size else None
     med_b = float(np.median(xb)) if xb.size else None
@@ -235,13 +233,25 @@ def compare_samples(
         return Comparison(xa.size, xb.size, med_a, med_b, None, None, None, None,
                           INSUFFICIENT, min_effect)
     ratio, low, high = bootstrap_ratio_ci(xa, xb, n_boot=n_boot, conf=conf, seed=seed)
-    significant = (low > 1.0 or high < 1.0) and abs(ratio - 1.0) >= min_effect
-    if not significant:
-        verdict = NO_CHANGE
-    else:
-        verdict = good if (ratio > 1.0) == higher_is_better else bad
+    verdict = _verdict(ratio, low, high, min_effect, higher_is_better, verdict_words)
     return Comparison(xa.size, xb.size, med_a, med_b, ratio, low, high,
                       mann_whitney_p(xa, xb), verdict, min_effect)
+
+
+def _check_verdict_words(verdict_words: tuple[str, str]) -> None:
+    good, bad = verdict_words
+    if good == bad or {good, bad} & {NO_CHANGE, INSUFFICIENT}:
+        raise ValueError(f"verdict_words must be two distinct new words, got {verdict_words}")
+
+
+def _verdict(ratio: float, low: float, high: float, min_effect: float, higher_is_better: bool,
+             verdict_words: tuple[str, str]) -> str:
+    """The rule both designs share: a change only when the interval excludes 1 and the ratio
+    is at least ``min_effect`` away from 1; then the improvement's or the regression's word."""
+    if not ((low > 1.0 or high < 1.0) and abs(ratio - 1.0) >= min_effect):
+        return NO_CHANGE
+    good, bad = verdict_words
+    return good if (ratio > 1.0) == higher_is_better else bad
 
 
 def _pairs(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -352,15 +362,14 @@ def compare_paired(
     compare_samples: significant only when the interval excludes 1 AND |ratio - 1| >=
     min_effect. INSUFFICIENT with < 2 complete rounds. medians are those of each side's
     values in the complete rounds."""
-    good, bad = verdict_words
+    _check_verdict_words(verdict_words)
     xa, xb = _pairs(a, b)
     med_a = float(np.median(xa)) if xa.size else None
     med_b = float(np.median(xb)) if xb.size else None
     if xa.size < 2:
         return Comparison(xa.size, xb.size, med_a, med_b, None, None, None, None, INSUFFICIENT, min_effect, PAIRED)
     ratio, low, high = paired_ratio_ci(a, b, n_boot=n_boot, conf=conf, seed=seed, blocks=blocks)
-    significant = (low > 1.0 or high < 1.0) and abs(ratio - 1.0) >= min_effect
-    verdict = NO_CHANGE if not significant else (good if (ratio > 1.0) == higher_is_better else bad)
+    verdict = _verdict(ratio, low, high, min_effect, higher_is_better, verdict_words)
     return Comparison(xa.size, xb.size, med_a, med_b, ratio, low, high, wilcoxon_p(xa, xb), verdict,
                       min_effect, PAIRED)
 
