@@ -62,11 +62,10 @@ def _allocate_stage(n_bytes: int) -> Stage:
 
 
 def build(slowdown: float = 1.0, slow_stage: str = "pitch", alloc_bytes: int = ALLOC_BYTES,
-          device: str = "cpu", time_scale: float = 1.0) -> Pipeline:
-    """Busy-wait stages of BUSY_MS_PER_S ms per second of input times ``time_scale``
-    (``slow_stage`` times ``slowdown`` as well) and a stage that allocates ``alloc_bytes``."""
-    stages = [_busy_stage(name, ms * time_scale * (slowdown if name == slow_stage else 1.0))
-              for name, ms in BUSY_MS_PER_S.items()]
+          device: str = "cpu") -> Pipeline:
+    """Busy-wait stages of BUSY_MS_PER_S ms per second of input (``slow_stage`` times
+    ``slowdown``) and a stage that allocates ``alloc_bytes``."""
+    stages = [_busy_stage(name, ms * (slowdown if name == slow_stage else 1.0)) for name, ms in BUSY_MS_PER_S.items()]
     stages.insert(1, _allocate_stage(alloc_bytes))
     return Pipeline(
         name="known-cost", stages=stages,
@@ -76,11 +75,10 @@ def build(slowdown: float = 1.0, slow_stage: str = "pitch", alloc_bytes: int = A
     )
 
 
-def suite_text(*, repeats: int, lengths: list[float], results_dir: Path, time_scale: float = 1.0) -> str:
+def suite_text(*, repeats: int, lengths: list[float], results_dir: Path) -> str:
     return f"""
 name = "known-cost"
 pipeline = "known_cost:build"
-pipeline_args = {{ time_scale = {time_scale} }}
 variants = {{ a = {{}}, b = {{}}, slow = {{ slowdown = {SLOWDOWN} }} }}
 device = "cpu"
 clip_lengths_s = [{", ".join(f"{x:g}" for x in lengths)}]
@@ -92,10 +90,9 @@ results_dir = "{results_dir}"
 """
 
 
-def run_check(*, repeats: int = 20, lengths: list[float] = (10.0, 40.0), out: Path | None = None,
-              time_scale: float = 1.0) -> dict:
-    """Run the three variants and judge them (``time_scale`` scales every stage's busy time).
-    Returns {"run_dir", "checks": [(name, passed, detail)], "passed"}."""
+def run_check(*, repeats: int = 20, lengths: list[float] = (10.0, 40.0), out: Path | None = None) -> dict:
+    """Run the three variants and judge them. Returns {"run_dir", "checks": [(name, passed, detail)],
+    "passed"}."""
     from benchrunner.analysis.compare import compare
     from benchrunner.run.runner import run_suite
     from benchrunner.suite import load_suite
@@ -106,8 +103,7 @@ def run_check(*, repeats: int = 20, lengths: list[float] = (10.0, 40.0), out: Pa
     out = Path(out or tempfile.mkdtemp(prefix="known-cost-"))
     out.mkdir(parents=True, exist_ok=True)
     suite_path = out / "known_cost.toml"
-    suite_path.write_text(suite_text(repeats=repeats, lengths=list(lengths), results_dir=out / "results",
-                                     time_scale=time_scale))
+    suite_path.write_text(suite_text(repeats=repeats, lengths=list(lengths), results_dir=out / "results"))
     result = run_suite(load_suite(suite_path), out_dir=out / "results", argv=["known_cost.py"])
     checks = []
     same = compare("a", "b", run=result.run_dir)
