@@ -26,7 +26,7 @@ import pandas as pd
 from ..errors import UserError
 from ..modespec import MODE_TEXT
 from ..store.results import CASE_KEY, INPUT_ERROR, OK, TOTAL_STAGE, hardware_of
-from ..store.runs import RunData, done_runs_newest_first, is_run_ref, load_run
+from ..store.runs import RunData, done_runs_newest_first, is_run_ref, load_run, read_manifest, resolve_run
 from . import stats
 
 ENV_FIELDS = ("gpu", "driver", "cuda", "torch", "commit", "cpu_model", "python")
@@ -643,8 +643,7 @@ def aa_floor(run: str | Path | None, *, results_dir: Path = Path("results"), see
     summary = [f"A/A: two identical variants ({result.design} design); false verdicts {rate} rows"
                + (f"; noise floor up to +-{worst:.1%} (the smallest change this machine shows here)"
                   if worst is not None else "")]
-    manifest = load_run(run, results_dir).manifest if run is not None else {}
-    summary += [line for line in [aa_fix(len(false), manifest)] if line]
+    summary += [line for line in [aa_fix(len(false), read_manifest(resolve_run(run, results_dir)))] if line]
     return AAResult(replace(result, notes=summary + result.notes), len(false), len(judged), floors)
 
 
