@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(config, items):
 # ``alone`` test in before the next shared holder (no starvation). Consecutive ``alone`` tests of
 # one module keep the lock, so a module fixture they share (a Ray cluster) never runs beside
 # another test. GPU tests are ``alone`` too: they share the one GPU. Without xdist: no locks.
-_held: dict = {}
+_room = None  # the lock file this worker holds (closing it drops the lock)
 
 
 def _runs_alone(item) -> bool:
@@ -64,38 +64,31 @@ def _flock(file, mode: int) -> None:
             time.sleep(0.05)
 
 
-def _acquire(exclusive: bool) -> None:
+def _acquire(exclusive: bool):
     turnstile, room = _lock_file("turnstile"), _lock_file("room")
     _flock(turnstile, fcntl.LOCK_EX)
     try:
         _flock(room, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
     finally:
         turnstile.close()
-    _held.update(room=room, exclusive=exclusive, module=None)
-
-
-def _release() -> None:
-    room = _held.pop("room", None)
-    if room is not None:
-        room.close()  # closing the file drops its lock
-    _held.clear()
+    return room
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
+    global _room
     if "PYTEST_XDIST_WORKER" not in os.environ:
         yield
         return
     alone = _runs_alone(item)
-    if not (_held.get("room") and _held["exclusive"] and alone and _held["module"] == item.module):
-        _release()
-        _acquire(alone)
-    _held["module"] = item.module
+    if _room is None:  # else the previous test, alone in this module too, kept the lock for this one
+        _room = _acquire(alone)
     try:
         yield
     finally:
         if not (alone and nextitem is not None and _runs_alone(nextitem) and nextitem.module is item.module):
-            _release()
+            _room.close()
+            _room = None
 
 
 @pytest.fixture
