@@ -30,7 +30,7 @@ def test_known_costs_read_as_known(tmp_path):
     assert all(ok for ok, _ in identical.values()), _failed(identical)  # paired: no false verdict even when busy
     assert all(ok for ok, _ in memory.values()), _failed(memory)
     assert all("(paired)" in detail for _, detail in [*identical.values(), *slower.values()])
-    if busy:
+    if busy and _failed(slower):  # passed 5% verdicts count even after a busy minute (the tests before this one)
         pytest.skip(f"load average {load_before:.1f} on {cores} cores: busy-wait stages measure other processes' "
                     f"scheduling, so the 5% verdicts need a quiet machine ({slower})")
     assert all(ok for ok, _ in slower.values()), _failed(slower)
